@@ -1,0 +1,327 @@
+"""BERT encoder, written out in the order data flows through it.
+
+    input_ids (B, L) ─► Embeddings ─► [Layer] × N ─► last hidden state (B, L, H) ─► Pooler (B, H)
+
+Each Layer is post-LayerNorm, as in the original paper:
+
+    h = LayerNorm(x + Dropout(SelfAttention(x)))
+    y = LayerNorm(h + Dropout(FeedForward(h)))
+
+Attention runs through ``F.scaled_dot_product_attention`` so PyTorch picks the fastest kernel available.
+This file knows nothing about files: loading HF-format checkpoints lives in ``checkpoint_io.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ftcore.errors import ConfigError
+
+ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),  # exact, erf-based
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+@dataclass
+class BertConfig:
+    """Hyper-parameters of a BERT encoder; field names follow HF ``config.json`` so files map 1:1."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(
+                f"hidden_act={self.hidden_act!r} is not supported; expected one of {sorted(ACTIVATIONS)}"
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
+                f"{self.num_attention_heads}"
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> BertConfig:
+        """Build from an HF-style dict, refusing architectures this encoder would silently get wrong."""
+        model_type = d.get("model_type", "bert")
+        if model_type != "bert":
+            raise ConfigError(f"{source}: model_type={model_type!r} is not supported; expected 'bert'")
+        position_type = d.get("position_embedding_type", "absolute")
+        if position_type != "absolute":
+            raise ConfigError(
+                f"{source}: position_embedding_type={position_type!r} is not supported; expected 'absolute'"
+            )
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in known and v is not None}
+        try:
+            return cls(**values)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        except TypeError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> BertConfig:
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: file not found; expected an HF-format config.json") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: expected a JSON object")
+        return cls.from_dict(d, source=str(path))
+
+    def to_dict(self) -> dict:
+        return {"model_type": "bert", "position_embedding_type": "absolute", **asdict(self)}
+
+
+class Embeddings(nn.Module):
+    """Sum of word, position and token-type embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.position = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, L) ids -> (B, L, H). ``inputs_embeds`` (B, L, H) replaces the word lookup when given."""
+        x = self.word(input_ids) if inputs_embeds is None else inputs_embeds
+        L = x.shape[1]
+        if L > self.position.num_embeddings:
+            raise ValueError(
+                f"sequence length {L} exceeds max_position_embeddings={self.position.num_embeddings}"
+            )
+        x = x + self.position.weight[:L]  # broadcast over the batch
+        if token_type_ids is None:
+            x = x + self.token_type.weight[0]
+        else:
+            x = x + self.token_type(token_type_ids)
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: softmax(Q Kᵀ / √d + mask) V, then the output projection.
+
+    ``prefix`` optionally supplies extra keys/values (B, nh, P, hd) that every query also attends to
+    (prefix tuning); ``mask`` must then cover P + L keys.
+    """
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        H = cfg.hidden_size
+        self.num_heads = cfg.num_attention_heads
+        self.head_dim = cfg.head_dim
+        self.query = nn.Linear(H, H)
+        self.key = nn.Linear(H, H)
+        self.value = nn.Linear(H, H)
+        self.out = nn.Linear(H, H)
+        self.dropout_p = cfg.attention_probs_dropout_prob
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        B, L, H = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, nh, L, hd)
+            return t.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        if prefix is not None:
+            k = torch.cat([prefix[0].to(k.dtype), k], dim=2)
+            v = torch.cat([prefix[1].to(v.dtype), v], dim=2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
+        )  # (B, nh, L, hd)
+        y = y.transpose(1, 2).reshape(B, L, H)
+        return self.out(y)
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: down(act(up(x))), H -> intermediate -> H."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.up = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.down = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.act = ACTIVATIONS[cfg.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+class Layer(nn.Module):
+    """One post-LayerNorm transformer block."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.attention = SelfAttention(cfg)
+        self.attention_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ffn = FeedForward(cfg)
+        self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        x = self.attention_norm(x + self.dropout(self.attention(x, mask, prefix)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class Pooler(nn.Module):
+    """tanh(W · h_[CLS] + b): BERT's sentence representation."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+def attention_bias(attention_mask: torch.Tensor, dtype: torch.dtype, num_prefix: int = 0) -> torch.Tensor:
+    """(B, Lk) 1/0 padding mask -> additive (B, 1, 1, P + Lk) bias: 0 where attended, -inf-like elsewhere.
+
+    An additive float mask (not a bool one) keeps every row finite even if all keys are masked, and is
+    accepted by every SDPA kernel. ``num_prefix`` prepends always-visible prefix keys.
+    """
+    keep = attention_mask.bool()
+    if num_prefix:
+        keep = torch.cat([keep.new_ones(keep.shape[0], num_prefix), keep], dim=1)
+    bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
+    bias.masked_fill_(~keep, torch.finfo(dtype).min)
+    return bias[:, None, None, :]
+
+
+class BertModel(nn.Module):
+    """The BERT encoder. ``forward`` returns the last hidden state (B, L, H); ``pool`` the pooler output."""
+
+    def __init__(self, cfg: BertConfig, add_pooler: bool = True):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = Embeddings(cfg)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.pooler = Pooler(cfg) if add_pooler else None
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """BERT's initialisation: N(0, initializer_range) for matrices, zeros for biases, LayerNorm = identity."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids (B, L), attention_mask (B, L) of 1 = token / 0 = padding -> hidden (B, L, H).
+
+        ``attention_mask=None`` means no padding, which lets SDPA use its fastest (mask-free) kernels.
+        """
+        x = self.embeddings(input_ids, token_type_ids, inputs_embeds)
+        mask = None if attention_mask is None else attention_bias(attention_mask, x.dtype)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+    def pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Pooler output (B, H) from the last hidden state (B, L, H)."""
+        if self.pooler is None:
+            raise ValueError(
+                "this BertModel was built without a pooler (its checkpoint has no pooler weights)"
+            )
+        return self.pooler(hidden)
+
+    @torch.no_grad()
+    def resize_token_embeddings(self, new_size: int) -> None:
+        """Grow (or shrink) the vocabulary; new rows start at the mean of the existing embeddings."""
+        old = self.embeddings.word
+        if new_size == old.num_embeddings:
+            return
+        new = nn.Embedding(new_size, old.embedding_dim, padding_idx=old.padding_idx)
+        new.to(device=old.weight.device, dtype=old.weight.dtype)
+        keep = min(new_size, old.num_embeddings)
+        new.weight[:keep] = old.weight[:keep]
+        if new_size > old.num_embeddings:
+            new.weight[old.num_embeddings :] = old.weight.mean(dim=0)
+        new.weight.requires_grad_(old.weight.requires_grad)
+        self.embeddings.word = new
+        self.config.vocab_size = new_size
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> BertModel:
+        """Load an HF-format directory (config.json + model.safetensors); see ``checkpoint_io.load_bert``."""
+        from ftcore.model.checkpoint_io import load_bert
+
+        return load_bert(path, dtype=dtype)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "BertConfig",
+    "BertModel",
+    "Embeddings",
+    "FeedForward",
+    "Layer",
+    "Pooler",
+    "SelfAttention",
+    "attention_bias",
+]

@@ -1,0 +1,332 @@
+"""Checkpoint files in and out: HF-format directories and ftcore's own classifier checkpoints.
+
+HF names are mapped to ours with one table, used in both directions:
+
+    encoder.layer.3.attention.self.query.weight  <->  layers.3.attention.query.weight
+
+Loading is strict: every tensor the model needs must be present with the right shape, and anything
+left over is reported (MLM/NSP pre-training heads and the ``position_ids`` buffer are ignored). Weights
+are read from safetensors only; pickled ``pytorch_model.bin`` files need ``allow_pickle=True`` and are
+then read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ftcore.errors import CheckpointError
+from ftcore.model.bert import BertConfig, BertModel
+from ftcore.model.heads import SequenceClassifier
+
+# (HF name, ftcore name); {i} is a layer index, {p} is weight or bias.
+NAME_TABLE = [
+    ("embeddings.word_embeddings.weight", "embeddings.word.weight"),
+    ("embeddings.position_embeddings.weight", "embeddings.position.weight"),
+    ("embeddings.token_type_embeddings.weight", "embeddings.token_type.weight"),
+    ("embeddings.LayerNorm.{p}", "embeddings.norm.{p}"),
+    ("encoder.layer.{i}.attention.self.query.{p}", "layers.{i}.attention.query.{p}"),
+    ("encoder.layer.{i}.attention.self.key.{p}", "layers.{i}.attention.key.{p}"),
+    ("encoder.layer.{i}.attention.self.value.{p}", "layers.{i}.attention.value.{p}"),
+    ("encoder.layer.{i}.attention.output.dense.{p}", "layers.{i}.attention.out.{p}"),
+    ("encoder.layer.{i}.attention.output.LayerNorm.{p}", "layers.{i}.attention_norm.{p}"),
+    ("encoder.layer.{i}.intermediate.dense.{p}", "layers.{i}.ffn.up.{p}"),
+    ("encoder.layer.{i}.output.dense.{p}", "layers.{i}.ffn.down.{p}"),
+    ("encoder.layer.{i}.output.LayerNorm.{p}", "layers.{i}.ffn_norm.{p}"),
+    ("pooler.dense.{p}", "pooler.dense.{p}"),
+]
+IGNORED_HF_PREFIXES = ("cls.", "embeddings.position_ids")  # pre-training heads, a non-weight buffer
+HF_PROBLEM_TYPES = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+    "regression": "regression",
+}
+FTCORE_META = "ftcore_model.json"
+WEIGHTS = "model.safetensors"
+
+
+def _compile(template: str) -> re.Pattern:
+    pattern = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)")
+    return re.compile(pattern + r"\Z")
+
+
+_HF_TO_OURS = [(_compile(hf), ours) for hf, ours in NAME_TABLE]
+_OURS_TO_HF = [(_compile(ours), hf) for hf, ours in NAME_TABLE]
+
+
+def _translate(name: str, table: list[tuple[re.Pattern, str]]) -> str | None:
+    for pattern, template in table:
+        m = pattern.match(name)
+        if m:
+            return template.format(**m.groupdict())
+    return None
+
+
+def hf_to_ftcore_name(name: str) -> str | None:
+    """HF encoder tensor name (without ``bert.``; ``gamma``/``beta`` accepted) -> ftcore name, or None."""
+    name = re.sub(r"LayerNorm\.gamma\Z", "LayerNorm.weight", name)
+    name = re.sub(r"LayerNorm\.beta\Z", "LayerNorm.bias", name)
+    return _translate(name, _HF_TO_OURS)
+
+
+def ftcore_to_hf_name(name: str) -> str | None:
+    """ftcore encoder tensor name -> HF name (without ``bert.``), or None."""
+    return _translate(name, _OURS_TO_HF)
+
+
+def read_weights(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[dict[str, torch.Tensor], str]:
+    """All tensors of an HF-format directory -> (state dict, description of the source for messages).
+
+    Looks for ``model.safetensors``, then a sharded ``model.safetensors.index.json``, then (only with
+    ``allow_pickle``) ``pytorch_model.bin``.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise CheckpointError(
+            f"{root}: no such model directory; expected an HF-format folder with config.json"
+        )
+    single, index, pickled = root / WEIGHTS, root / "model.safetensors.index.json", root / "pytorch_model.bin"
+    try:
+        if single.is_file():
+            return load_file(single), str(single)
+        if index.is_file():
+            with open(index, encoding="utf-8") as f:
+                weight_map = json.load(f)["weight_map"]
+            state: dict[str, torch.Tensor] = {}
+            for shard in sorted(set(weight_map.values())):
+                state.update(load_file(root / shard))
+            missing = sorted(set(weight_map) - set(state))
+            if missing:
+                raise CheckpointError(f"{index}: shards lack tensors listed in weight_map: {_short(missing)}")
+            return state, str(index)
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{root}: cannot read safetensors weights ({e})") from None
+    if pickled.is_file():
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{pickled}: only pickled weights found; convert to model.safetensors or pass allow_pickle=True "
+                "(read with torch.load(weights_only=True))"
+            )
+        try:
+            return torch.load(pickled, map_location="cpu", weights_only=True), str(pickled)
+        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise CheckpointError(f"{pickled}: cannot read weights ({e})") from None
+    raise CheckpointError(
+        f"{root}: no weights found; expected model.safetensors (or model.safetensors.index.json)"
+    )
+
+
+def _short(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def split_hf_state(
+    state: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
+    """HF state -> (encoder tensors under ftcore names, other top-level tensors e.g. ``classifier.*``, unknown)."""
+    encoder, other, unknown = {}, {}, []
+    for name, tensor in state.items():
+        bare = name[len("bert.") :] if name.startswith("bert.") else name
+        if bare.startswith(IGNORED_HF_PREFIXES):
+            continue
+        ours = hf_to_ftcore_name(bare)
+        if ours is not None:
+            encoder[ours] = tensor
+        elif name.startswith("classifier."):
+            other[name] = tensor
+        else:
+            unknown.append(name)
+    return encoder, other, unknown
+
+
+def load_state_strict(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, dtype=None
+) -> None:
+    """Copy ``state`` into ``model``, or raise one CheckpointError listing every mismatch."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = [
+        f"{k} (file {list(state[k].shape)} vs model {list(expected[k].shape)})"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{label}: {_short(names)}"
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped))
+        if names
+    ]
+    if problems:
+        raise CheckpointError(f"{source} does not match the model; " + "; ".join(problems))
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    on_meta = any(t.is_meta for t in expected.values())
+    model.load_state_dict(state, strict=True, assign=on_meta)
+
+
+def _read_hf(path: str | os.PathLike, allow_pickle: bool) -> tuple[BertConfig, dict, dict, str]:
+    root = Path(path)
+    if not (root / "config.json").is_file():
+        what = "has no config.json" if root.is_dir() else "is not a directory"
+        raise CheckpointError(
+            f"{root} {what}; expected an HF-format model folder (config.json + model.safetensors)"
+        )
+    cfg = BertConfig.from_json(root / "config.json")
+    state, source = read_weights(path, allow_pickle)
+    encoder, other, unknown = split_hf_state(state)
+    if unknown:
+        raise CheckpointError(f"{source} does not match the model; unexpected: {_short(sorted(unknown))}")
+    return cfg, encoder, other, source
+
+
+def _build_encoder(cfg: BertConfig, encoder_state: dict, source: str, dtype: torch.dtype) -> BertModel:
+    has_pooler = any(k.startswith("pooler.") for k in encoder_state)
+    with torch.device("meta"):  # no time spent initialising weights that are about to be replaced
+        model = BertModel(cfg, add_pooler=has_pooler)
+    load_state_strict(model, encoder_state, source, dtype)
+    return model
+
+
+def load_bert(
+    path: str | os.PathLike, dtype: torch.dtype = torch.float32, allow_pickle: bool = False
+) -> BertModel:
+    """HF-format directory -> :class:`BertModel` (classifier/pre-training heads in the file are ignored)."""
+    cfg, encoder_state, _, source = _read_hf(path, allow_pickle)
+    return _build_encoder(cfg, encoder_state, source, dtype)
+
+
+def load_sequence_classifier(
+    path: str | os.PathLike,
+    num_labels: int,
+    problem: str = "single_label",
+    pooling: str = "cls",
+    dtype: torch.dtype = torch.float32,
+    allow_pickle: bool = False,
+    **head_kwargs,
+) -> SequenceClassifier:
+    """HF-format directory -> :class:`SequenceClassifier`.
+
+    A ``classifier.*`` head in the file (e.g. an exported ``BertForSequenceClassification``) is loaded
+    when its shape fits ``num_labels``; otherwise the head starts fresh, as for any new task.
+    """
+    cfg, encoder_state, other, source = _read_hf(path, allow_pickle)
+    model = SequenceClassifier(
+        _build_encoder(cfg, encoder_state, source, dtype), num_labels, problem, pooling, **head_kwargs
+    )
+    head = {k.removeprefix("classifier."): v for k, v in other.items()}
+    if head and all(
+        head.get(k) is not None and head[k].shape == v.shape
+        for k, v in model.head.classifier.state_dict().items()
+    ):
+        load_state_strict(model.head.classifier, head, source, dtype)
+    return model.to(dtype)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary sibling, fsync, then rename: a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_safetensors(
+    state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None
+) -> None:
+    """Atomically write tensors (made contiguous, moved to CPU) as safetensors."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(state, tmp, metadata=metadata))
+
+
+def save_json(obj, path: str | os.PathLike) -> None:
+    """Atomically write an indented JSON file."""
+    _atomic_write(
+        Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    )
+
+
+def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:
+    """ftcore checkpoint directory: ``ftcore_model.json`` (everything to rebuild) + ``model.safetensors``."""
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    save_safetensors(model.state_dict(), root / WEIGHTS)
+    meta = {
+        "format": "ftcore.SequenceClassifier",
+        "version": 1,
+        "encoder": model.encoder.config.to_dict(),
+        "add_pooler": model.encoder.pooler is not None,
+        "head": model.head_config(),
+    }
+    save_json(meta, root / FTCORE_META)  # written last: its presence marks a complete checkpoint
+
+
+def load_classifier(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> SequenceClassifier:
+    """Read a directory written by :func:`save_classifier`."""
+    root = Path(path)
+    meta_path = root / FTCORE_META
+    if not meta_path.is_file():
+        raise CheckpointError(f"{root}: not an ftcore checkpoint; expected {FTCORE_META} and {WEIGHTS}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        cfg = BertConfig.from_dict(meta["encoder"], source=str(meta_path))
+        add_pooler, head = bool(meta["add_pooler"]), dict(meta["head"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{meta_path}: malformed checkpoint metadata ({e})") from None
+    try:
+        state = load_file(root / WEIGHTS)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{root / WEIGHTS}: cannot read weights ({e})") from None
+    with torch.device("meta"):
+        model = SequenceClassifier(BertModel(cfg, add_pooler=add_pooler), **head)
+    load_state_strict(model, state, str(root / WEIGHTS), dtype)
+    return model
+
+
+def export_hf(
+    model: SequenceClassifier, path: str | os.PathLike, id2label: dict[int, str] | None = None
+) -> None:
+    """Write ``model`` as an HF ``BertForSequenceClassification`` directory (config.json + model.safetensors).
+
+    Only ``pooling='pooler'`` has an HF equivalent. Adapters must be merged into plain weights first.
+    """
+    if model.pooling != "pooler":
+        raise CheckpointError(
+            f"HF export needs pooling='pooler' (BertForSequenceClassification pools that way); this model uses "
+            f"pooling={model.pooling!r}: export it in ftcore format instead"
+        )
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if name.startswith("encoder."):
+            hf = ftcore_to_hf_name(name.removeprefix("encoder."))
+            if hf is None:
+                raise CheckpointError(
+                    f"cannot export tensor {name!r} to HF format; merge adapters into the model first"
+                )
+            state["bert." + hf] = tensor
+        elif name.startswith("head.classifier."):
+            state[name.removeprefix("head.")] = tensor
+        else:
+            raise CheckpointError(
+                f"cannot export tensor {name!r} to HF format; merge adapters into the model first"
+            )
+    labels = id2label or {i: f"LABEL_{i}" for i in range(model.num_labels)}
+    config = {
+        "architectures": ["BertForSequenceClassification"],
+        **model.encoder.config.to_dict(),
+        "classifier_dropout": model.classifier_dropout,
+        "problem_type": HF_PROBLEM_TYPES[model.problem],
+        "id2label": {str(i): str(name) for i, name in labels.items()},
+        "label2id": {str(name): i for i, name in labels.items()},
+    }
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    save_safetensors(state, root / WEIGHTS, metadata={"format": "pt"})
+    save_json(config, root / "config.json")

@@ -1,0 +1,164 @@
+"""Classification heads on top of the encoder.
+
+    hidden (B, L, H) ─► pooling (cls | pooler | mean) ─► Dropout ─► Linear(H, num_labels) ─► logits
+
+and the loss that matches each problem type:
+
+    single_label  cross-entropy over num_labels classes (optional class weights, label smoothing)
+    multi_label   binary cross-entropy with logits, one independent sigmoid per label
+    regression    mean squared error (num_labels targets, usually 1)
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ftcore.errors import ConfigError
+from ftcore.model.bert import BertModel
+
+POOLINGS = ("cls", "pooler", "mean")
+PROBLEMS = ("single_label", "multi_label", "regression")
+
+
+def pool(
+    hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str, encoder: BertModel
+) -> torch.Tensor:
+    """(B, L, H) -> (B, H) sentence representation."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "pooler":
+        return encoder.pool(hidden)
+    if attention_mask is None:  # mean over every position
+        return hidden.mean(dim=1)
+    m = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, L, 1)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+
+class ClassificationHead(nn.Module):
+    """Dropout then a linear map from the pooled representation to ``num_labels`` logits."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(pooled))
+
+
+class SequenceClassifier(nn.Module):
+    """Encoder + pooling + head. ``forward`` returns logits (B, num_labels); ``loss`` scores them.
+
+    Args:
+        encoder: a :class:`BertModel` (needs its pooler when ``pooling='pooler'``).
+        num_labels: classes (single/multi-label) or regression targets.
+        problem: ``single_label`` | ``multi_label`` | ``regression``.
+        pooling: ``cls`` (hidden state of [CLS]) | ``pooler`` (BERT's tanh pooler) | ``mean`` (over real tokens).
+        classifier_dropout: dropout before the classifier; defaults to the encoder's hidden dropout.
+        class_weights: (num_labels,) cross-entropy weights for imbalanced single-label data.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+    """
+
+    def __init__(
+        self,
+        encoder: BertModel,
+        num_labels: int,
+        problem: str = "single_label",
+        pooling: str = "cls",
+        classifier_dropout: float | None = None,
+        class_weights: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        if problem not in PROBLEMS:
+            raise ConfigError(f"problem={problem!r} is not supported; expected one of {list(PROBLEMS)}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling={pooling!r} is not supported; expected one of {list(POOLINGS)}")
+        if pooling == "pooler" and encoder.pooler is None:
+            raise ConfigError(
+                "pooling='pooler' needs pooler weights, but this encoder has none; use 'cls' or 'mean'"
+            )
+        if num_labels < 1 or (problem == "single_label" and num_labels < 2):
+            raise ConfigError(f"num_labels={num_labels} is too small for problem={problem!r}")
+        if class_weights is not None and (problem != "single_label" or class_weights.shape != (num_labels,)):
+            raise ConfigError(
+                f"class_weights must be a ({num_labels},) tensor and only apply to single_label"
+            )
+        if not 0.0 <= label_smoothing < 1.0 or (label_smoothing and problem != "single_label"):
+            raise ConfigError(
+                f"label_smoothing={label_smoothing} must be in [0, 1) and only applies to single_label"
+            )
+        if classifier_dropout is None:
+            classifier_dropout = encoder.config.hidden_dropout_prob
+        self.encoder = encoder
+        self.num_labels = num_labels
+        self.problem = problem
+        self.pooling = pooling
+        self.classifier_dropout = classifier_dropout
+        self.label_smoothing = label_smoothing
+        self.head = ClassificationHead(encoder.config.hidden_size, num_labels, classifier_dropout)
+        self.register_buffer("class_weights", class_weights, persistent=False)
+        encoder._init_weights(self.head.classifier)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+        return self.head(pool(hidden, attention_mask, self.pooling, self.encoder))
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean loss. labels: (B,) class ids | (B, num_labels) 0/1 | (B,) or (B, num_labels) floats."""
+        logits = logits.float()  # losses in fp32 even under autocast
+        if self.problem == "single_label":
+            return F.cross_entropy(
+                logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing
+            )
+        if self.problem == "multi_label":
+            return F.binary_cross_entropy_with_logits(logits, labels.float())
+        return F.mse_loss(logits, labels.float().view_as(logits))
+
+    def head_config(self) -> dict:
+        """What, besides the encoder config, is needed to rebuild this model."""
+        return {
+            "num_labels": self.num_labels,
+            "problem": self.problem,
+            "pooling": self.pooling,
+            "classifier_dropout": self.classifier_dropout,
+            "label_smoothing": self.label_smoothing,
+        }
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        num_labels: int,
+        problem: str = "single_label",
+        pooling: str = "cls",
+        **kwargs,
+    ) -> SequenceClassifier:
+        """Encoder from an HF-format directory + a new head (or its HF classifier, when shapes match)."""
+        from ftcore.model.checkpoint_io import load_sequence_classifier
+
+        return load_sequence_classifier(
+            path, num_labels=num_labels, problem=problem, pooling=pooling, **kwargs
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write an ftcore checkpoint directory (``ftcore_model.json`` + ``model.safetensors``)."""
+        from ftcore.model.checkpoint_io import save_classifier
+
+        save_classifier(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **kwargs) -> SequenceClassifier:
+        """Read a directory written by :meth:`save`."""
+        from ftcore.model.checkpoint_io import load_classifier
+
+        return load_classifier(path, **kwargs)

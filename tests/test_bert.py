@@ -1,0 +1,158 @@
+"""BertModel vs transformers.BertModel: same weights in, same numbers out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import transformers
+
+from ftcore.errors import ConfigError
+from ftcore.model import BertConfig, BertModel
+from ftcore.model.checkpoint_io import hf_to_ftcore_name
+
+TEXTS = [
+    ("The battery lasts all day and the screen is bright.", "Shipping was slow."),
+    ("Terrible.", "I want a refund, the box arrived crushed and nothing works at all."),
+    ("这个手机很好用，屏幕清晰。", "物流太慢了"),
+    ("Café naïve façade — great value 👍", "ok"),
+]
+
+
+def padded_batch(tokenizer_dir):
+    tok = transformers.BertTokenizerFast.from_pretrained(tokenizer_dir)
+    a, b = zip(*TEXTS)
+    enc = tok(list(a), list(b), padding=True, return_tensors="pt")
+    assert (enc["attention_mask"] == 0).any() and (enc["token_type_ids"] == 1).any()
+    return enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+
+
+@pytest.fixture(scope="module")
+def minilm_pair(minilm_dir):
+    ours = BertModel.from_pretrained(minilm_dir).eval()
+    theirs = transformers.BertModel.from_pretrained(minilm_dir, attn_implementation="sdpa").eval()
+    return ours, theirs
+
+
+def test_minilm_hidden_states_and_pooler_match_transformers_fp32(minilm_dir, minilm_pair):
+    ours, theirs = minilm_pair
+    ids, mask, types = padded_batch(minilm_dir)
+    with torch.no_grad():
+        hidden = ours(ids, mask, types)
+        ref = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    real = mask.bool()
+    assert hidden.shape == ref.last_hidden_state.shape
+    assert (hidden - ref.last_hidden_state)[real].abs().max().item() <= 1e-5
+    assert (ours.pool(hidden) - ref.pooler_output).abs().max().item() <= 1e-5
+
+
+def test_minilm_matches_transformers_under_bf16_autocast(minilm_dir, minilm_pair):
+    ours, theirs = minilm_pair
+    ids, mask, types = padded_batch(minilm_dir)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = ours(ids, mask, types).float()
+        ref = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state.float()
+    with torch.no_grad():
+        exact = ours(ids, mask, types)
+    real = mask.bool()
+    # Both bf16 runs sit within bf16 rounding of each other and of the fp32 result.
+    assert (hidden - ref)[real].abs().max().item() <= 0.05
+    assert (hidden - exact)[real].abs().max().item() <= 0.1
+    assert torch.nn.functional.cosine_similarity(hidden[real], exact[real], dim=-1).min().item() > 0.999
+
+
+def test_padding_does_not_change_real_tokens(minilm_dir, minilm_pair):
+    ours, _ = minilm_pair
+    ids, mask, types = padded_batch(minilm_dir)
+    with torch.no_grad():
+        batched = ours(ids, mask, types)
+        for row in range(ids.shape[0]):
+            n = int(mask[row].sum())
+            alone = ours(ids[row : row + 1, :n], None, types[row : row + 1, :n])
+            assert (alone[0] - batched[row, :n]).abs().max().item() <= 1e-5
+
+
+def hf_random_model(tmp_path, **overrides):
+    cfg = transformers.BertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **overrides,
+    )  # fmt: skip
+    model = transformers.BertModel(cfg, add_pooling_layer=True)
+    model.save_pretrained(tmp_path)
+    return model
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "relu"])
+def test_random_model_forward_and_gradients_match_transformers(tmp_path, act):
+    theirs = hf_random_model(tmp_path, hidden_act=act).train()  # dropout is 0: train mode is deterministic
+    ours = BertModel.from_pretrained(tmp_path).train()
+    ids = torch.randint(1, 99, (3, 11))
+    mask = torch.ones_like(ids)
+    mask[0, 7:] = 0
+    types = torch.randint(0, 2, ids.shape)
+    out = ours(ids, mask, types)
+    ref = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    real = mask.bool()
+    assert (out - ref.last_hidden_state)[real].abs().max().item() <= 1e-5
+    # Same loss -> same gradients for every weight (over real tokens only).
+    (out[real].pow(2).sum() + ours.pool(out).sum()).backward()
+    (ref.last_hidden_state[real].pow(2).sum() + ref.pooler_output.sum()).backward()
+    ours_grads = dict(ours.named_parameters())
+    for name, p in theirs.named_parameters():
+        mine = ours_grads[hf_to_ftcore_name(name)].grad
+        scale = p.grad.abs().max().item()
+        assert (mine - p.grad).abs().max().item() <= 1e-4 * max(scale, 1.0), name
+
+
+def test_config_reads_hf_json(minilm_dir):
+    cfg = BertConfig.from_json(minilm_dir / "config.json")
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (384, 6, 12)
+    assert cfg.intermediate_size == 1536 and cfg.layer_norm_eps == 1e-12 and cfg.pad_token_id == 0
+    assert BertConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"model_type": "roberta"}, "model_type='roberta'"),
+        ({"position_embedding_type": "relative_key"}, "position_embedding_type='relative_key'"),
+        ({"hidden_act": "swish"}, "hidden_act='swish'"),
+        ({"num_attention_heads": 5}, "not divisible"),
+    ],
+)
+def test_config_errors_name_the_file_and_key(tmp_path, minilm_dir, change, words):
+    d = json.loads((minilm_dir / "config.json").read_text())
+    d.update(change)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ConfigError) as e:
+        BertConfig.from_json(path)
+    msg = str(e.value)
+    assert str(path) in msg and words in msg and "\n" not in msg
+
+
+def test_config_missing_and_invalid_json(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        BertConfig.from_json(tmp_path / "config.json")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        BertConfig.from_json(tmp_path / "config.json")
+
+
+def test_resize_token_embeddings_keeps_old_rows_and_means_new(tiny_config):
+    model = BertModel(tiny_config)
+    old = model.embeddings.word.weight.detach().clone()
+    model.resize_token_embeddings(105)
+    new = model.embeddings.word.weight
+    assert new.shape == (105, tiny_config.hidden_size) and model.config.vocab_size == 105
+    assert torch.equal(new[:99], old)
+    assert torch.allclose(new[99:], old.mean(0).expand(6, -1))
+    ids = torch.tensor([[1, 100, 104]])
+    assert model(ids).shape == (1, 3, tiny_config.hidden_size)
+
+
+def test_sequence_longer_than_positions_is_refused(tiny_config):
+    model = BertModel(tiny_config)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.ones(1, 65, dtype=torch.long))
