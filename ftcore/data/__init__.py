@@ -1,0 +1,1 @@
+"""Data: tokenizer, sources, encoded datasets and batching."""

@@ -1,0 +1,283 @@
+"""Text → token ids for BERT-style encoders.
+
+:class:`TextTokenizer` wraps a WordPiece ``tokenizers.Tokenizer`` read from a model directory
+(``tokenizer.json``, or ``vocab.txt`` for older checkpoints) and owns the input policy itself:
+every example becomes ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` cut to ``max_length`` tokens,
+never padded (padding happens per batch in the collate function). Truncation or padding stored in
+``tokenizer.json`` is switched off so it cannot apply silently.
+
+Encoded examples come back flat (:class:`EncodedTexts`): one int32 array of all token ids plus
+offsets, which a dataset stores cheaply and slices per example.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from ftcore.errors import CheckpointError, ConfigError
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+REQUIRED_TOKENS = (PAD, UNK, CLS, SEP)
+
+
+@dataclass(frozen=True)
+class EncodedTexts:
+    """Token ids of many examples stored flat: example ``i`` is ``ids[offsets[i]:offsets[i + 1]]``.
+
+    Attributes:
+        ids: ``(total_tokens,)`` int32 token ids, special tokens included.
+        type_ids: ``(total_tokens,)`` int8 segment ids: 0 for ``[CLS] a [SEP]``, 1 for ``b [SEP]``.
+        offsets: ``(num_examples + 1,)`` int64 start of each example; ``offsets[-1] == total_tokens``.
+        num_truncated: how many examples lost tokens to ``max_length``.
+    """
+
+    ids: np.ndarray
+    type_ids: np.ndarray
+    offsets: np.ndarray
+    num_truncated: int
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(ids, type_ids)`` of example ``i``, both views of length ``lengths[i]``."""
+        start, end = self.offsets[i], self.offsets[i + 1]
+        return self.ids[start:end], self.type_ids[start:end]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """``(num_examples,)`` number of tokens in each example."""
+        return np.diff(self.offsets)
+
+
+class TextTokenizer:
+    """A BERT WordPiece tokenizer with our truncation policy; build it with :meth:`from_dir`.
+
+    Attributes:
+        pad_id, cls_id, sep_id, unk_id: ids of ``[PAD]``, ``[CLS]``, ``[SEP]`` and ``[UNK]``.
+    """
+
+    def __init__(self, tokenizer: Tokenizer):
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
+        self.pad_id = tokenizer.token_to_id(PAD)
+        self.cls_id = tokenizer.token_to_id(CLS)
+        self.sep_id = tokenizer.token_to_id(SEP)
+        self.unk_id = tokenizer.token_to_id(UNK)
+
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike, lowercase: bool | None = None) -> TextTokenizer:
+        """Load the tokenizer of a model directory.
+
+        Reads ``tokenizer.json`` if present, else builds the standard BERT tokenizer from ``vocab.txt``.
+
+        Args:
+            path: directory holding ``tokenizer.json`` or ``vocab.txt`` (and maybe ``tokenizer_config.json``).
+            lowercase: lower-case (and strip accents, unless ``tokenizer_config.json`` says otherwise)
+                before WordPiece. ``None`` takes ``do_lower_case`` from ``tokenizer_config.json``; without
+                it, ``tokenizer.json`` keeps its own setting and ``vocab.txt`` lower-cases.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(
+                f"tokenizer directory {path} does not exist; expected a directory with tokenizer.json or vocab.txt"
+            )
+        config_file = path / "tokenizer_config.json"
+        config = _read_json(config_file) if config_file.is_file() else {}
+        if lowercase is None:
+            lowercase = config.get("do_lower_case")
+
+        if (path / "tokenizer.json").is_file():
+            source = path / "tokenizer.json"
+            try:
+                tokenizer = Tokenizer.from_file(str(source))
+            except Exception as error:  # tokenizers raises a bare Exception for any parse error
+                raise CheckpointError(f"{source} is not a valid tokenizers JSON file: {error}") from error
+            _check_bert_wordpiece(tokenizer, source)
+            if lowercase is not None:
+                tokenizer.normalizer.lowercase = lowercase  # accent stripping follows unless set explicitly
+        elif (path / "vocab.txt").is_file():
+            tokenizer = _bert_wordpiece(
+                path / "vocab.txt", config, lowercase=True if lowercase is None else lowercase
+            )
+        else:
+            raise CheckpointError(
+                f"{path} has neither tokenizer.json nor vocab.txt; point to a model directory that has one"
+            )
+        return cls(tokenizer)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, added tokens included (the embedding matrix needs this many rows)."""
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``tokenizer.json`` and a matching ``tokenizer_config.json`` into ``directory``.
+
+        ``from_dir(directory)`` (and ``transformers.BertTokenizerFast``, which reads the normalisation
+        flags from ``tokenizer_config.json``) then encode exactly like this one.
+        Returns the path of ``tokenizer.json``.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._tokenizer.save(str(directory / "tokenizer.json"))
+        normalizer = self._tokenizer.normalizer
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": normalizer.lowercase,
+            "strip_accents": normalizer.strip_accents,
+            "tokenize_chinese_chars": normalizer.handle_chinese_chars,
+        }
+        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        return directory / "tokenizer.json"
+
+    def encode_batch(
+        self, texts: Sequence[str], text_pairs: Sequence[str] | None = None, max_length: int = 128
+    ) -> EncodedTexts:
+        """Encode texts (or text pairs) to ``[CLS] a [SEP]`` / ``[CLS] a [SEP] b [SEP]``, no padding.
+
+        Truncation keeps the first tokens. For pairs it is "longest first": tokens are cut from the end
+        of the longer text until the two are equally long, then from both (see :func:`_longest_first`),
+        exactly as ``transformers`` does with ``truncation=True``.
+
+        Args:
+            texts: first (or only) text of each example.
+            text_pairs: second text of each example, same length as ``texts``.
+            max_length: most tokens per example, special tokens included.
+        """
+        num_special = 2 if text_pairs is None else 3
+        if max_length < num_special:
+            raise ConfigError(f"max_length={max_length} leaves no room for the {num_special} special tokens")
+        budget = max_length - num_special  # tokens left for the texts
+        firsts = self._wordpiece_ids(texts)
+        rows, first_segment_lengths, num_truncated = [], [], 0
+        if text_pairs is None:
+            for a in firsts:
+                num_truncated += len(a) > budget
+                rows.append([self.cls_id, *a[:budget], self.sep_id])
+                first_segment_lengths.append(len(rows[-1]))
+        else:
+            if len(text_pairs) != len(texts):
+                raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs")
+            for a, b in zip(firsts, self._wordpiece_ids(text_pairs)):
+                keep_a, keep_b = _longest_first(len(a), len(b), budget)
+                num_truncated += keep_a + keep_b < len(a) + len(b)
+                rows.append([self.cls_id, *a[:keep_a], self.sep_id, *b[:keep_b], self.sep_id])
+                first_segment_lengths.append(keep_a + 2)
+
+        lengths = np.array([len(row) for row in rows], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        ids = np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=offsets[-1])
+        # a token is in segment 1 when its position within the example is past the first segment
+        position = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+        type_ids = (position >= np.repeat(first_segment_lengths, lengths)).astype(np.int8)
+        return EncodedTexts(ids=ids, type_ids=type_ids, offsets=offsets, num_truncated=int(num_truncated))
+
+    def unk_rate(self, texts: Sequence[str]) -> float:
+        """Fraction of the texts' tokens (special tokens not counted) that are ``[UNK]``; 0.0 if none."""
+        ids = list(chain.from_iterable(self._wordpiece_ids(texts)))
+        return ids.count(self.unk_id) / len(ids) if ids else 0.0
+
+    def extend_vocabulary(
+        self, texts: Sequence[str], min_freq: int = 2, max_new: int | None = None
+    ) -> list[str]:
+        """Give frequent characters that WordPiece cannot spell their own token ids.
+
+        A character (after normalisation) that is in the vocabulary neither alone nor as ``##char`` can
+        only ever produce ``[UNK]`` — e.g. most Chinese characters or emoji for an English vocabulary.
+        Those seen at least ``min_freq`` times in ``texts`` become added tokens with ids ``vocab_size,
+        vocab_size + 1, ...`` in order of descending frequency, then code point; at most ``max_new`` of them.
+        Afterwards each such character encodes to its own id wherever it occurs, and the text around it
+        is split off and tokenized as before; text that tokenized without ``[UNK]`` is unchanged.
+
+        The model's embedding matrix must grow to the new :attr:`vocab_size`.
+        Returns the added characters in id order.
+        """
+        # normalisation maps each character on its own, so normalising the distinct characters suffices
+        counts = Counter()
+        for raw_char, count in Counter(chain.from_iterable(texts)).items():
+            for char in self._tokenizer.normalizer.normalize_str(raw_char):
+                counts[char] += count
+        vocab = self._tokenizer.get_vocab(with_added_tokens=True)
+        prefix = self._tokenizer.model.continuing_subword_prefix
+        new = [
+            char
+            for char, count in counts.items()
+            if count >= min_freq and not char.isspace() and char not in vocab and prefix + char not in vocab
+        ]
+        new.sort(key=lambda char: (-counts[char], char))
+        new = new[:max_new]
+        self._tokenizer.add_tokens([AddedToken(char, normalized=True, special=False) for char in new])
+        return new
+
+    def _wordpiece_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text without special tokens, untruncated (batched, in parallel)."""
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]
+
+
+def _longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+    """How many tokens of texts ``a`` and ``b`` to keep so that at most ``budget`` remain.
+
+    The longer text is cut first; if both would end up longer than half the budget, each keeps half and
+    the longer one (``b`` on ties) the odd token. Same rule as the ``tokenizers`` library.
+    """
+    if len_a + len_b <= budget:
+        return len_a, len_b
+    if min(len_a, len_b) <= budget // 2:  # only the longer text is cut
+        return (budget - len_b, len_b) if len_a > len_b else (len_a, budget - len_a)
+    half, odd = budget // 2, budget % 2
+    return (half + odd, half) if len_a > len_b else (half, half + odd)
+
+
+def _bert_wordpiece(vocab_file: Path, config: dict, lowercase: bool) -> Tokenizer:
+    """The standard BERT tokenizer for ``vocab_file``, honouring ``tokenizer_config.json``'s
+    ``strip_accents`` (``None``: follow ``lowercase``) and ``tokenize_chinese_chars``."""
+    tokenizer = Tokenizer(models.WordPiece.from_file(str(vocab_file), unk_token=UNK))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=config.get("tokenize_chinese_chars", True),
+        strip_accents=config.get("strip_accents"),
+        lowercase=lowercase,
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    _check_bert_wordpiece(tokenizer, vocab_file)
+    vocab = tokenizer.get_vocab()
+    # special tokens in the text itself ("[SEP]") are matched whole, as BERT does
+    tokenizer.add_special_tokens([token for token in (PAD, UNK, CLS, SEP, MASK) if token in vocab])
+    # not used by encode_batch, but makes the saved tokenizer.json complete for other tools
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}",
+        pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
+        special_tokens=[(CLS, vocab[CLS]), (SEP, vocab[SEP])],
+    )
+    return tokenizer
+
+
+def _check_bert_wordpiece(tokenizer: Tokenizer, source: Path) -> None:
+    """Raise if ``tokenizer`` is not a WordPiece tokenizer with BERT's special tokens."""
+    if not isinstance(tokenizer.model, models.WordPiece):
+        raise CheckpointError(f"{source} is not a WordPiece (BERT) tokenizer")
+    if not isinstance(tokenizer.normalizer, normalizers.BertNormalizer):
+        raise CheckpointError(f"{source} does not use BERT's normalizer")
+    missing = [token for token in REQUIRED_TOKENS if tokenizer.token_to_id(token) is None]
+    if missing:
+        raise CheckpointError(f"{source} lacks the special tokens {', '.join(missing)}")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} cannot be read as JSON: {error}") from error

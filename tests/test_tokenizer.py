@@ -1,0 +1,294 @@
+"""TextTokenizer: parity with transformers' BertTokenizerFast on the real MiniLM vocabulary,
+our truncation policy, the vocab.txt path, errors, and vocabulary extension."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ftcore.data.tokenizer import EncodedTexts, TextTokenizer
+from ftcore.errors import CheckpointError, ConfigError, FtcoreError
+
+transformers = pytest.importorskip("transformers")
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "这个产品质量很好，物流也很快！",
+    "Café naïve façade résumé — ÉCOLE Ångström",
+    "great product 😀👍🏽 would buy again🎉",
+    "Mixed: iPhone 15 价格 is ¥5999, très cher!! [SEP] inside",
+    "",
+    "   \t\n ",
+    "supercalifragilistic" * 6,  # one word over WordPiece's 100-character limit
+    "ctrl\x00chars\u200b and\ufeff zero-width",
+]
+PAIRS = [*TEXTS[1:], "second text of the last pair"]
+CHINESE = ["我爱这个产品，质量很好", "物流很快，包装也不错", "质量不好，很失望", "客服态度很好，物流快"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_dir: Path) -> TextTokenizer:
+    return TextTokenizer.from_dir(minilm_dir)
+
+
+@pytest.fixture(scope="module")
+def hf(minilm_dir: Path):
+    return transformers.BertTokenizerFast.from_pretrained(str(minilm_dir))
+
+
+@pytest.fixture
+def vocab_dir(minilm_dir: Path, tmp_path: Path) -> Path:
+    """The MiniLM tokenizer files without tokenizer.json."""
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copy(minilm_dir / name, tmp_path / name)
+    return tmp_path
+
+
+def as_lists(encoded: EncodedTexts) -> tuple[list[list[int]], list[list[int]]]:
+    examples = [encoded[i] for i in range(len(encoded))]
+    return [ids.tolist() for ids, _ in examples], [types.tolist() for _, types in examples]
+
+
+def hf_lists(hf, texts, pairs=None, max_length=None) -> tuple[list[list[int]], list[list[int]]]:
+    truncation = {} if max_length is None else {"truncation": True, "max_length": max_length}
+    out = hf(list(texts), None if pairs is None else list(pairs), **truncation)
+    return out["input_ids"], out["token_type_ids"]
+
+
+def words(n: int, start: int = 0) -> str:
+    """``n`` words of one token each, cycling through eight numbers from ``start``."""
+    numbers = ["zero", "one", "two", "three", "four", "five", "six", "seven"]
+    return " ".join(numbers[(start + i) % 8] for i in range(n))
+
+
+# --- parity with transformers -------------------------------------------------------------------------
+
+
+def test_single_texts_match_transformers(tokenizer, hf):
+    encoded = tokenizer.encode_batch(TEXTS, max_length=512)
+    assert as_lists(encoded) == hf_lists(hf, TEXTS)
+    assert encoded.num_truncated == 0
+
+
+def test_text_pairs_match_transformers(tokenizer, hf):
+    encoded = tokenizer.encode_batch(TEXTS, PAIRS, max_length=512)
+    ids, type_ids = as_lists(encoded)
+    assert (ids, type_ids) == hf_lists(hf, TEXTS, PAIRS)
+    assert type_ids[0] == [0] * 12 + [1] * (len(ids[0]) - 12)  # [CLS] + 10 tokens + [SEP], then text b
+
+
+def test_special_tokens_and_vocab_size(tokenizer, hf):
+    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id) == (0, 100, 101, 102)
+    assert tokenizer.vocab_size == len(hf) == 30522
+
+
+@pytest.mark.parametrize("max_length", [2, 5, 16])
+def test_single_truncation_matches_transformers(tokenizer, hf, max_length):
+    texts = [*TEXTS, words(40)]
+    encoded = tokenizer.encode_batch(texts, max_length=max_length)
+    assert as_lists(encoded) == hf_lists(hf, texts, max_length=max_length)
+    full_lengths = tokenizer.encode_batch(texts, max_length=512).lengths
+    assert encoded.num_truncated == int((full_lengths > max_length).sum())
+    assert encoded.lengths.max() <= max_length
+
+
+@pytest.mark.parametrize("max_length", [3, 4, 9, 10, 17])
+def test_pair_longest_first_truncation_matches_transformers(tokenizer, hf, max_length):
+    lengths = [0, 1, 3, 4, 5, 8, 13]
+    texts = [words(n) for n in lengths for _ in lengths]
+    pairs = [words(m, start=3) for _ in lengths for m in lengths]
+    encoded = tokenizer.encode_batch(texts, pairs, max_length=max_length)
+    assert as_lists(encoded) == hf_lists(hf, texts, pairs, max_length=max_length)
+    too_long = [n + m + 3 > max_length for n in lengths for m in lengths]
+    assert encoded.num_truncated == sum(too_long)
+
+
+def test_pair_truncation_on_real_text_matches_transformers(tokenizer, hf):
+    encoded = tokenizer.encode_batch(TEXTS, PAIRS[::-1], max_length=12)
+    assert as_lists(encoded) == hf_lists(hf, TEXTS, PAIRS[::-1], max_length=12)
+
+
+# --- our policy -------------------------------------------------------------------------------------
+
+
+def test_truncation_and_padding_of_tokenizer_json_do_not_leak(tokenizer):
+    long_text = words(300)
+    encoded = tokenizer.encode_batch([long_text, "short"], max_length=256)
+    assert encoded.lengths.tolist() == [256, 3]  # the file says truncate to 128 and pad to 128
+    assert encoded.num_truncated == 1
+    assert tokenizer.encode_batch([long_text], max_length=1000).lengths.tolist() == [302]
+
+
+def test_encoded_texts_layout(tokenizer):
+    encoded = tokenizer.encode_batch(["hello world", "hi"], ["a b c", ""], max_length=6)
+    assert len(encoded) == 2
+    assert encoded.ids.dtype == np.int32 and encoded.type_ids.dtype == np.int8
+    assert encoded.offsets.tolist() == [0, 6, 10]
+    assert encoded.lengths.tolist() == [6, 4]
+    # longest first with 3 tokens to spare: "a b c" loses "c", then both are cut, the longer b keeping 2
+    assert encoded[0][0].tolist() == [101, 7592, 102, 1037, 1038, 102]
+    assert encoded[0][1].tolist() == [0, 0, 0, 1, 1, 1]
+    assert encoded[1][0].tolist() == [101, 7632, 102, 102]
+    assert encoded[1][1].tolist() == [0, 0, 0, 1]
+    assert encoded.num_truncated == 1
+
+
+def test_empty_batch(tokenizer):
+    encoded = tokenizer.encode_batch([])
+    assert len(encoded) == 0 and encoded.ids.size == 0 and encoded.num_truncated == 0
+
+
+def test_max_length_too_small_and_mismatched_pairs(tokenizer):
+    with pytest.raises(ConfigError, match="max_length=2"):
+        tokenizer.encode_batch(["a"], ["b"], max_length=2)
+    with pytest.raises(ValueError, match="2 texts but 1 text_pairs"):
+        tokenizer.encode_batch(["a", "b"], ["c"])
+
+
+def test_unk_rate(tokenizer):
+    assert tokenizer.unk_rate(["hello world"]) == 0.0
+    assert tokenizer.unk_rate(["我爱这个"]) == pytest.approx(3 / 4)  # 我 is in the vocabulary
+    assert tokenizer.unk_rate([]) == 0.0
+
+
+# --- loading ----------------------------------------------------------------------------------------
+
+
+def test_vocab_txt_path_matches_tokenizer_json_and_transformers(tokenizer, vocab_dir):
+    from_vocab = TextTokenizer.from_dir(vocab_dir)
+    hf_vocab = transformers.BertTokenizerFast.from_pretrained(str(vocab_dir))
+    for max_length in (512, 10):
+        single = as_lists(from_vocab.encode_batch(TEXTS, max_length=max_length))
+        pair = as_lists(from_vocab.encode_batch(TEXTS, PAIRS, max_length=max_length))
+        assert single == as_lists(tokenizer.encode_batch(TEXTS, max_length=max_length))
+        assert single == hf_lists(hf_vocab, TEXTS, max_length=max_length)
+        assert pair == as_lists(tokenizer.encode_batch(TEXTS, PAIRS, max_length=max_length))
+        assert pair == hf_lists(hf_vocab, TEXTS, PAIRS, max_length=max_length)
+    assert from_vocab.vocab_size == tokenizer.vocab_size
+    assert from_vocab.unk_id == tokenizer.unk_id
+
+
+@pytest.mark.parametrize("with_json", [True, False])
+def test_do_lower_case_false_is_honoured_like_transformers(minilm_dir, vocab_dir, with_json):
+    if with_json:
+        shutil.copy(minilm_dir / "tokenizer.json", vocab_dir / "tokenizer.json")
+    config = json.loads((vocab_dir / "tokenizer_config.json").read_text())
+    (vocab_dir / "tokenizer_config.json").write_text(json.dumps({**config, "do_lower_case": False}))
+    texts = ["Hello World", "Café naïve"]
+    ids, _ = as_lists(TextTokenizer.from_dir(vocab_dir).encode_batch(texts))
+    assert ids == hf_lists(transformers.BertTokenizerFast.from_pretrained(str(vocab_dir)), texts)[0]
+    assert ids[0] != as_lists(TextTokenizer.from_dir(vocab_dir, lowercase=True).encode_batch(texts))[0][0]
+
+
+def test_explicit_lowercase_overrides_tokenizer_json(minilm_dir):
+    cased = TextTokenizer.from_dir(minilm_dir, lowercase=False)
+    # the vocabulary is uncased: "Hello" is unknown and the accent is kept (strip_accents follows lowercase)
+    assert cased.encode_batch(["Hello hello Café"]).ids.tolist() == [101, 100, 7592, 100, 102]
+
+
+def test_missing_directory_is_a_user_error(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(FtcoreError, match=f"{missing}.*tokenizer.json or vocab.txt"):
+        TextTokenizer.from_dir(missing)
+
+
+def test_directory_without_tokenizer_files_is_a_user_error(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FtcoreError, match=f"{tmp_path} has neither tokenizer.json nor vocab.txt"):
+        TextTokenizer.from_dir(tmp_path)
+
+
+def test_broken_files_are_checkpoint_errors(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="tokenizer.json is not a valid tokenizers JSON file"):
+        TextTokenizer.from_dir(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n")
+    with pytest.raises(CheckpointError, match=r"vocab.txt lacks the special tokens \[CLS\], \[SEP\]"):
+        TextTokenizer.from_dir(tmp_path)
+
+
+# --- saving and vocabulary extension ----------------------------------------------------------------
+
+
+def test_save_round_trip(minilm_dir, tmp_path):
+    cased = TextTokenizer.from_dir(minilm_dir, lowercase=False)
+    assert cased.save(tmp_path / "run") == tmp_path / "run" / "tokenizer.json"
+    reloaded = TextTokenizer.from_dir(tmp_path / "run")
+    hf_reloaded = transformers.BertTokenizerFast.from_pretrained(str(tmp_path / "run"))
+    expected = as_lists(cased.encode_batch(TEXTS, PAIRS))
+    assert as_lists(reloaded.encode_batch(TEXTS, PAIRS)) == expected
+    assert hf_lists(hf_reloaded, TEXTS, PAIRS, max_length=128) == expected
+    saved = json.loads((tmp_path / "run" / "tokenizer.json").read_text())
+    assert saved["truncation"] is None and saved["padding"] is None
+
+
+def test_save_keeps_explicit_strip_accents(tokenizer, vocab_dir, tmp_path):
+    config = json.loads((vocab_dir / "tokenizer_config.json").read_text())
+    (vocab_dir / "tokenizer_config.json").write_text(json.dumps({**config, "strip_accents": False}))
+    keeps_accents = TextTokenizer.from_dir(vocab_dir)  # lower-cases but keeps "é" (an unknown word here)
+    expected = as_lists(keeps_accents.encode_batch(TEXTS))
+    assert expected[0][2] != as_lists(tokenizer.encode_batch(TEXTS))[0][2]  # "Café naïve façade ..."
+    keeps_accents.save(tmp_path)
+    assert as_lists(TextTokenizer.from_dir(tmp_path).encode_batch(TEXTS)) == expected
+    assert hf_lists(transformers.BertTokenizerFast.from_pretrained(str(tmp_path)), TEXTS) == expected
+    assert hf_lists(transformers.BertTokenizerFast.from_pretrained(str(vocab_dir)), TEXTS) == expected
+
+
+def test_extend_vocabulary_gives_unknown_characters_their_own_ids(minilm_dir):
+    tokenizer = TextTokenizer.from_dir(minilm_dir)
+    english_before = as_lists(tokenizer.encode_batch(TEXTS, PAIRS))
+    before = tokenizer.encode_batch(CHINESE)
+    assert tokenizer.unk_id in before.ids
+
+    added = tokenizer.extend_vocabulary(CHINESE, min_freq=2)
+    # 很 ×4, 好 ×3, then ×2 by code point; 不 and ， (also ×2 or more) are in the vocabulary already
+    assert added == ["很", "好", "快", "流", "物", "质", "量"]
+    assert tokenizer.vocab_size == 30522 + len(added)
+
+    after = tokenizer.encode_batch(["很好，物流快", "质量很好"])
+    expected_ids = {char: 30522 + i for i, char in enumerate(added)}
+    e = expected_ids
+    assert as_lists(after)[0] == [
+        [101, e["很"], e["好"], 1989, e["物"], e["流"], e["快"], 102],
+        [101, e["质"], e["量"], e["很"], e["好"], 102],
+    ]
+    assert as_lists(tokenizer.encode_batch(TEXTS, PAIRS)) != english_before  # TEXTS contain 很 and 质量
+    untouched = [t for t in TEXTS if not set(t) & set(added)]
+    assert as_lists(tokenizer.encode_batch(untouched)) == as_lists(
+        TextTokenizer.from_dir(minilm_dir).encode_batch(untouched)
+    )
+    assert tokenizer.extend_vocabulary(CHINESE, min_freq=2) == []  # nothing left to add
+
+
+def test_extend_vocabulary_splits_unknown_characters_out_of_words(minilm_dir):
+    tokenizer = TextTokenizer.from_dir(minilm_dir)
+    assert tokenizer.encode_batch(["great😀"]).ids.tolist() == [101, 100, 102]  # the whole word is unknown
+    assert tokenizer.extend_vocabulary(["great😀", "😀"], min_freq=2) == ["😀"]
+    assert tokenizer.encode_batch(["great😀"]).ids.tolist() == [101, 2307, 30522, 102]
+
+
+def test_extend_vocabulary_is_deterministic_and_respects_limits(minilm_dir):
+    first = TextTokenizer.from_dir(minilm_dir).extend_vocabulary(CHINESE, min_freq=1)
+    second = TextTokenizer.from_dir(minilm_dir).extend_vocabulary(CHINESE[::-1], min_freq=1)
+    assert first == second
+    assert first[0] == "很"
+    assert TextTokenizer.from_dir(minilm_dir).extend_vocabulary(CHINESE, min_freq=1, max_new=3) == first[:3]
+    assert TextTokenizer.from_dir(minilm_dir).extend_vocabulary(CHINESE, min_freq=6) == []
+
+
+def test_extended_vocabulary_survives_save_and_load(minilm_dir, tmp_path):
+    tokenizer = TextTokenizer.from_dir(minilm_dir)
+    added = tokenizer.extend_vocabulary(CHINESE, min_freq=1)
+    tokenizer.save(tmp_path)
+    reloaded = TextTokenizer.from_dir(tmp_path)
+    assert reloaded.vocab_size == tokenizer.vocab_size == 30522 + len(added)
+    expected = as_lists(tokenizer.encode_batch(CHINESE + TEXTS))
+    assert as_lists(reloaded.encode_batch(CHINESE + TEXTS)) == expected
+    hf_reloaded = transformers.BertTokenizerFast.from_pretrained(str(tmp_path))
+    assert hf_lists(hf_reloaded, CHINESE + TEXTS) == expected
+    assert tokenizer.unk_id not in reloaded.encode_batch(CHINESE).ids
