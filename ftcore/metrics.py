@@ -27,6 +27,17 @@ from numpy.typing import ArrayLike
 Average = Literal["macro", "micro", "weighted"] | None
 Problem = Literal["single_label", "multi_label", "regression"]
 
+# The scalar keys of :func:`compute_metrics` per problem (a model can be selected by any of them,
+# or by the evaluation ``loss``), and those where lower is better.
+SCALAR_METRICS = {
+    "single_label": ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro",
+                     "precision_weighted", "recall_weighted", "roc_auc"),
+    "multi_label": ("f1_micro", "f1_macro", "subset_accuracy", "precision_micro", "recall_micro",
+                    "precision_macro", "recall_macro", "roc_auc"),
+    "regression": ("mse", "mae", "pearson"),
+}  # fmt: skip
+LOWER_IS_BETTER = ("loss", "mse", "mae")
+
 
 class UndefinedMetricWarning(UserWarning):
     """A metric (or part of one) is undefined for this input and was given its documented value."""
