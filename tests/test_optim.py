@@ -30,7 +30,7 @@ def test_adamw_matches_torch_over_100_steps(tiny_config, amsgrad):
     ids = torch.randint(1, 99, (4, 10))
     labels = torch.tensor([0, 1, 2, 1])
     ours_model.eval(), ref_model.eval()  # no dropout: both see the same gradients
-    for step in range(100):
+    for _ in range(100):
         for model, opt in ((ours_model, ours), (ref_model, ref)):
             opt.zero_grad()
             model.loss(model(ids), labels).backward()

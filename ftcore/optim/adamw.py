@@ -43,7 +43,9 @@ class AdamW(torch.optim.Optimizer):
         amsgrad: bool = False,
     ):
         if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"invalid AdamW settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
+            raise ValueError(
+                f"invalid AdamW settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}"
+            )
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
         super().__init__(params, defaults)
 
@@ -118,7 +120,9 @@ def param_groups(
             continue
         decay = 0.0 if name.endswith("bias") or id(p) in no_decay else weight_decay
         group_lr = next((v for pattern, v in patterns if pattern.search(name)), lr)
-        group = groups.setdefault((group_lr, decay), {"params": [], "names": [], "lr": group_lr, "weight_decay": decay})
+        group = groups.setdefault(
+            (group_lr, decay), {"params": [], "names": [], "lr": group_lr, "weight_decay": decay}
+        )
         group["params"].append(p)
         group["names"].append(name)
     return list(groups.values())
