@@ -310,6 +310,12 @@ class BertModel(nn.Module):
 
         return load_bert(path, dtype=dtype)
 
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write an HF-format directory that ``from_pretrained`` (ours or transformers') reads back."""
+        from ftcore.model.checkpoint_io import save_bert
+
+        save_bert(self, path)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -290,6 +290,22 @@ def load_classifier(path: str | os.PathLike, dtype: torch.dtype = torch.float32)
     return model
 
 
+def save_bert(model: BertModel, path: str | os.PathLike) -> None:
+    """Write an encoder as an HF-format ``BertModel`` directory (config.json + model.safetensors)."""
+    state = {}
+    for name, tensor in model.state_dict().items():
+        hf = ftcore_to_hf_name(name)
+        if hf is None:
+            raise CheckpointError(
+                f"cannot export tensor {name!r} to HF format; merge adapters into the model first"
+            )
+        state[hf] = tensor
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    save_safetensors(state, root / WEIGHTS, metadata={"format": "pt"})
+    save_json({"architectures": ["BertModel"], **model.config.to_dict()}, root / "config.json")
+
+
 def export_hf(
     model: SequenceClassifier, path: str | os.PathLike, id2label: dict[int, str] | None = None
 ) -> None:

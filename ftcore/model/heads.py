@@ -54,7 +54,8 @@ class SequenceClassifier(nn.Module):
     """Encoder + pooling + head. ``forward`` returns logits (B, num_labels); ``loss`` scores them.
 
     Args:
-        encoder: a :class:`BertModel` (needs its pooler when ``pooling='pooler'``).
+        encoder: a :class:`BertModel` (needs its pooler when ``pooling='pooler'``; with another pooling
+            the unused pooler is dropped).
         num_labels: classes (single/multi-label) or regression targets.
         problem: ``single_label`` | ``multi_label`` | ``regression``.
         pooling: ``cls`` (hidden state of [CLS]) | ``pooler`` (BERT's tanh pooler) | ``mean`` (over real tokens).
@@ -94,6 +95,8 @@ class SequenceClassifier(nn.Module):
             )
         if classifier_dropout is None:
             classifier_dropout = encoder.config.hidden_dropout_prob
+        if pooling != "pooler":
+            encoder.pooler = None  # unused: no weight that never gets a gradient (DDP refuses those)
         self.encoder = encoder
         self.num_labels = num_labels
         self.problem = problem

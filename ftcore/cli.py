@@ -1,0 +1,111 @@
+"""What the scripts share: Hydra composition with one-line errors and the exit-code contract.
+
+    exit 0   success
+    exit 2   user error (bad config key or value, bad data file, bad checkpoint): one line on stderr
+    exit 1   anything else (a bug): the traceback is kept
+
+Hydra reports composition errors over several lines and exits with 1, so overrides are composed and
+validated once up front (every value of a ``-m`` sweep included) before Hydra starts the job.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from ftcore.config import Config, register_configs
+from ftcore.errors import FtcoreError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` as one line on stderr and exit."""
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    sys.exit(code)
+
+
+def _one_line(e: Exception) -> str:
+    """Hydra/OmegaConf messages span lines (key, object type...): keep what a user needs."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    keep = [line for line in lines if not line.startswith(("object_type=", "To append", "reference_type="))]
+    return "; ".join(keep) or type(e).__name__
+
+
+def _override_variants(overrides: list[str]) -> list[list[str]]:
+    """Plain override lists covering every value of every sweep (``key=a,b``, ``range(...)``, ...).
+
+    The first list takes the first value of each sweep; each further list changes one sweep's value.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    options = []
+    for text, o in zip(overrides, parsed):
+        if o.is_sweep_override():
+            key = text.split("=", 1)[0]
+            options.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            options.append([text])
+    first = [values[0] for values in options]
+    variants = [first]
+    for i, values in enumerate(options):
+        for value in values[1:]:
+            variants.append(first[:i] + [value] + first[i + 1 :])
+    return variants
+
+
+def check_overrides(argv: list[str], config_name: str = "config") -> None:
+    """Compose and validate the config for the command-line overrides; exit 2 on the first error."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in argv if "=" in a and not a.startswith(("hydra.", "hydra/", "-", "+hydra"))]
+    try:
+        variants = _override_variants(overrides)
+    except HydraException as e:
+        fail(f"cannot parse overrides: {_one_line(e)}")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for variant in variants:
+            try:
+                cfg = compose(config_name, overrides=variant)
+                to_config(cfg).validate()
+            except (HydraException, OmegaConfBaseException) as e:
+                fail(_one_line(e))
+            except FtcoreError as e:
+                fail(str(e))
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """The composed DictConfig as the typed :class:`Config` dataclass (``???`` values must be set)."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        return OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as e:
+        key = getattr(e, "full_key", "") or "a required key"
+        raise FtcoreError(f"{key} must be set (it is ??? in the config)") from None
+
+
+def main(task: Callable[[DictConfig], None], config_name: str = "config") -> None:
+    """Run ``task`` as a Hydra app: validated overrides, one-line user errors, exit code 2 for them."""
+    import hydra
+
+    register_configs()
+    argv = sys.argv[1:]
+    if not any(a.startswith("hydra.job.name=") for a in argv):
+        sys.argv.append(f"hydra.job.name={Path(sys.argv[0]).stem}")  # so the log file is <script>.log
+    if not any(a in ("--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg") for a in argv):
+        check_overrides(argv, config_name)
+
+    def guarded(cfg: DictConfig) -> None:
+        try:
+            task(cfg)
+        except FtcoreError as e:
+            fail(str(e))
+
+    hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(guarded)()

@@ -1,0 +1,187 @@
+"""Training checkpoints: written atomically, verified on read, enough to resume bit for bit.
+
+A checkpoint is a directory:
+
+    model.safetensors       trained tensors (only the trainable ones when the base model is frozen)
+    optimizer.safetensors   AdamW moments, keyed by parameter name
+    rng.safetensors         torch CPU (and CUDA) generator states
+    state.json              step/epoch position, schedule, scaler, python/numpy RNG, best-so-far,
+                            config, and the SHA-256 of every file above
+
+It is written into a temporary sibling, fsync'ed, then swapped in by renames, keeping the previous
+checkpoint as ``<name>.prev``. A reader verifies the checksums and falls back to ``.prev`` when the
+newest one is partial or corrupt, so a ``kill -9`` at any moment leaves a usable checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ftcore.errors import CheckpointError
+
+FORMAT = "ftcore.train_checkpoint/1"
+TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- what goes in -----------------------------------------------------------------------------------
+
+
+def rng_state() -> tuple[dict, dict[str, torch.Tensor]]:
+    """(JSON-able python/numpy generator states, torch generator states as tensors)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    json_state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return json_state, tensors
+
+
+def set_rng_state(json_state: dict, tensors: dict[str, torch.Tensor]) -> None:
+    version, internal, gauss = json_state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = json_state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[f"cuda.{i}"] for i in range(len(tensors) - 1) if f"cuda.{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer, names: dict[torch.Tensor, str]) -> tuple[dict, dict]:
+    """(JSON part: groups' hyper-parameters and per-tensor step counts, tensors keyed ``name/slot``)."""
+    tensors, steps = {}, {}
+    for p, state in optimizer.state.items():
+        for slot, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"{names[p]}/{slot}"] = value
+            else:
+                steps[names[p]] = value
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    return {"groups": groups, "steps": steps}, tensors
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer,
+    names: dict[torch.Tensor, str],
+    json_state: dict,
+    tensors: dict,
+    source: str,
+) -> None:
+    saved_names = [g.get("names") for g in json_state["groups"]]
+    current_names = [g.get("names") for g in optimizer.param_groups]
+    if saved_names != current_names:
+        raise CheckpointError(
+            f"{source}: optimizer parameter groups differ from this run's; refusing to resume"
+        )
+    for group, saved in zip(optimizer.param_groups, json_state["groups"]):
+        group.update({k: v for k, v in saved.items() if k != "names"})
+    by_name = {n: p for p, n in names.items()}
+    optimizer.state.clear()
+    for key, value in tensors.items():
+        name, slot = key.rsplit("/", 1)
+        optimizer.state[by_name[name]][slot] = value.to(by_name[name].device)
+    for name, step in json_state["steps"].items():
+        optimizer.state[by_name[name]]["step"] = step
+
+
+# --- writing and reading ------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model_tensors: dict[str, torch.Tensor],
+    state: dict,
+    optimizer_tensors: dict[str, torch.Tensor] | None = None,
+    rng_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Atomically replace ``directory`` with a new checkpoint; the old one becomes ``<directory>.prev``."""
+    final = Path(directory)
+    tmp, prev = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".prev")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files = {
+        "model.safetensors": model_tensors,
+        "optimizer.safetensors": optimizer_tensors or {},
+        "rng.safetensors": rng_tensors or {},
+    }
+    checksums = {}
+    for filename, tensors in files.items():
+        path = tmp / filename
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, path)
+        _fsync(path)
+        checksums[filename] = _sha256(path)
+    state = {"format": FORMAT, **state, "files": checksums}
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    _fsync(tmp / "state.json")
+    _fsync(tmp)
+    if final.exists():
+        shutil.rmtree(prev, ignore_errors=True)
+        final.rename(prev)
+    tmp.rename(final)
+    _fsync(final.parent)
+    return final
+
+
+def _read_verified(directory: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
+    """state.json and the tensor files of one checkpoint, or CheckpointError if anything is off."""
+    try:
+        state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{directory}: unreadable state.json ({e})") from None
+    if state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{directory}: not an ftcore training checkpoint (format {state.get('format')!r})"
+        )
+    tensors = {}
+    for filename in TENSOR_FILES:
+        path = directory / filename
+        if not path.is_file() or _sha256(path) != state["files"].get(filename):
+            raise CheckpointError(f"{path}: missing or corrupt (checksum mismatch)")
+        try:
+            tensors[filename] = load_file(path)
+        except SafetensorError as e:
+            raise CheckpointError(f"{path}: unreadable ({e})") from None
+    return state, tensors
+
+
+def load_latest(directory: str | os.PathLike, log=print) -> tuple[dict, dict] | None:
+    """Newest valid checkpoint among ``directory`` and ``directory.prev``; None if there is none."""
+    final = Path(directory)
+    for candidate in (final, final.with_name(final.name + ".prev")):
+        if not candidate.exists():
+            continue
+        try:
+            return _read_verified(candidate)
+        except CheckpointError as e:
+            log(f"skipping checkpoint: {e}")
+    return None

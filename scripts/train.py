@@ -1,0 +1,27 @@
+"""Fine-tune an encoder: ``python scripts/train.py [+exp=<preset>] [group=option] [key=value ...]``.
+
+Writes the Hydra run directory (see ftcore/train/experiment.py). ``resume=<run dir>`` continues a
+stopped run in its own directory; ``-m`` runs a sweep.
+"""
+
+import sys
+
+from hydra.core.hydra_config import HydraConfig
+
+from ftcore import cli
+from ftcore.train.experiment import train
+
+
+def task(cfg) -> None:
+    config = cli.to_config(cfg)
+    run_dir = HydraConfig.get().runtime.output_dir
+    if train(config, run_dir) is None:
+        sys.exit(130)  # interrupted; the checkpoint to resume from is saved
+
+
+if __name__ == "__main__":
+    # A resumed run continues in the directory it came from.
+    resume = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("resume=")), None)
+    if resume and not any(a.startswith("hydra.run.dir=") for a in sys.argv):
+        sys.argv.append(f"hydra.run.dir={resume}")
+    cli.main(task)

@@ -1,0 +1,159 @@
+"""The training loop end to end on a tiny model: learning, accumulation, precision, divergence, logging."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ftcore.config import MethodConfig
+from ftcore.errors import CheckpointError
+from ftcore.model.heads import SequenceClassifier
+from ftcore.train import checkpoint as ckpt
+from ftcore.train.experiment import train
+from ftcore.train.loop import TrainingDiverged
+from ftcore.train.precision import LossScaler
+
+
+def no_dropout_model(src, dst):
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def final_weights(run_dir):
+    return load_file(run_dir / "checkpoints" / "last" / "model.safetensors")
+
+
+def test_bf16_cpu_run_learns_and_writes_the_run_directory(tiny_run_config, tmp_path):
+    cfg = tiny_run_config
+    cfg.trainer.precision = "bf16"
+    cfg.trainer.epochs = 8
+    cfg.trainer.eval_every = 6
+    result = train(cfg, tmp_path)
+    assert result["precision"] == "bf16"
+    assert result["test"]["accuracy"] >= 0.9 and result["val"]["accuracy"] >= 0.9
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("val", "test", "best_step", "train_samples_per_s", "train_tokens_per_s", "train_seconds"):
+        assert key in metrics
+    assert metrics["steps"] == 8 * 12 and metrics["best_step"] <= 96
+    assert (
+        metrics["train_samples_per_s"] > 0 and metrics["train_tokens_per_s"] > metrics["train_samples_per_s"]
+    )
+    for name in ("train.log", "labels.json", "tokenizer/tokenizer.json"):
+        assert (tmp_path / name).is_file(), name
+    for which in ("last", "best"):
+        state = json.loads((tmp_path / "checkpoints" / which / "state.json").read_text())
+        assert state["progress"]["step"] == (96 if which == "last" else metrics["best_step"])
+    assert "validation accuracy" in (tmp_path / "train.log").read_text()
+
+
+def test_tensorboard_has_training_and_validation_scalars(tiny_run_config, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_run_config, tmp_path)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/samples_per_s"} <= scalars
+    assert {"val/accuracy", "val/f1_macro", "val/loss"} <= scalars
+    assert "val/confusion_matrix" in events.Tags()["images"]
+    lrs = [e.value for e in events.Scalars("train/lr")]
+    assert len(lrs) == 24 // 4 and lrs[-1] < lrs[0]  # logged every 4 steps; linear decay
+
+
+def test_gradient_accumulation_equals_the_large_batch(tiny_run_config, tiny_model_dir, tmp_path):
+    cfg = tiny_run_config
+    cfg.model.path = str(no_dropout_model(tiny_model_dir, tmp_path / "model"))
+    cfg.trainer.epochs = 1
+    big = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, batch_size=8, grad_accum=1))
+    small = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, batch_size=2, grad_accum=4))
+    train(big, tmp_path / "big")
+    train(small, tmp_path / "small")
+    a, b = final_weights(tmp_path / "big"), final_weights(tmp_path / "small")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] - b[name]).abs().max().item() <= 2e-5, name
+    # and training really moved the weights
+    start = SequenceClassifier.from_pretrained(cfg.model.path, num_labels=2).encoder.state_dict()
+    assert not torch.allclose(
+        a["encoder.layers.0.attention.query.weight"], start["layers.0.attention.query.weight"]
+    )
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_run_config, tmp_path, monkeypatch):
+    cfg = tiny_run_config
+    cfg.trainer.save_every = 2
+    cfg.trainer.log_every = 1
+    calls = {"n": 0}
+    original = SequenceClassifier.loss
+
+    def poisoned(self, logits, labels):
+        calls["n"] += 1
+        loss = original(self, logits, labels)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    monkeypatch.setattr(SequenceClassifier, "loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="NaN/inf by step 7") as e:
+        train(cfg, tmp_path)
+    assert "\n" not in str(e.value)
+    state, tensors = ckpt.load_latest(tmp_path / "checkpoints" / "last")
+    assert state["progress"]["step"] == 6
+    assert all(torch.isfinite(t).all() for t in tensors["model.safetensors"].values())
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_frozen_base_checkpoints_hold_only_trainable_tensors(tiny_run_config, tmp_path):
+    cfg = tiny_run_config
+    cfg.method = MethodConfig(name="bitfit")
+    cfg.trainer.epochs = 1
+    train(cfg, tmp_path)
+    saved = final_weights(tmp_path)
+    assert saved and all(name.endswith(".bias") or name.startswith("head.") for name in saved)
+    state = json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())
+    assert state["trainable_only"] is True and state["base_model"] == cfg.model.path
+
+
+def test_resume_refuses_a_different_config(tiny_run_config, tmp_path):
+    cfg = tiny_run_config
+    cfg.trainer.epochs = 1
+    train(cfg, tmp_path)
+    cfg.optim.lr = 5e-4
+    cfg.resume = str(tmp_path)
+    with pytest.raises(CheckpointError, match=r"optim.lr \(0.003 in the checkpoint, 0.0005 now\)"):
+        train(cfg, tmp_path)
+
+
+def test_loss_scaler_skips_steps_with_inf_gradients_and_adapts_the_scale():
+    scaler = LossScaler(enabled=True, init_scale=1024.0, growth_interval=2)
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.tensor([2048.0, float("inf"), 1024.0])
+    assert scaler.unscale_([p]) is False
+    scaler.update(False)
+    assert scaler.scale == 512.0 and scaler.skipped_steps == 1
+    p.grad = torch.tensor([512.0, 1024.0, 256.0])
+    assert scaler.unscale_([p]) is True
+    assert torch.equal(p.grad, torch.tensor([1.0, 2.0, 0.5]))  # divided by the scale
+    scaler.update(True)
+    scaler.update(True)
+    assert scaler.scale == 1024.0 and scaler.skipped_steps == 1  # grows after 2 clean steps
+    restored = LossScaler(enabled=True)
+    restored.load_state_dict(scaler.state_dict())
+    assert restored.state_dict() == scaler.state_dict()
+    off = LossScaler(enabled=False)
+    p.grad = torch.tensor([float("nan"), 1.0, 1.0])
+    assert off.unscale_([p]) is True and off.scale_loss(torch.tensor(3.0)).item() == 3.0
+
+
+def test_fp16_on_cpu_is_refused(tiny_run_config, tmp_path):
+    from ftcore.errors import ConfigError
+
+    tiny_run_config.trainer.precision = "fp16"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        train(tiny_run_config, tmp_path)
