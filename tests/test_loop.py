@@ -157,3 +157,23 @@ def test_fp16_on_cpu_is_refused(tiny_run_config, tmp_path):
     tiny_run_config.trainer.precision = "fp16"
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         train(tiny_run_config, tmp_path)
+
+
+def test_early_stopping_after_patience_evaluations_without_progress(tiny_run_config, tmp_path):
+    cfg = tiny_run_config
+    cfg.trainer.epochs = 8
+    cfg.trainer.eval_every = 2
+    cfg.trainer.early_stopping_patience = 2
+    cfg.trainer.metric = "loss"  # keeps improving for a while, then stalls
+    result = train(cfg, tmp_path)
+    assert result["early_stopped"] is True
+    assert result["steps"] == result["best_step"] + 2 * 2 < 96
+    assert "early stopping: no better loss in 2 evaluations" in (tmp_path / "train.log").read_text()
+
+
+def test_unknown_selection_metric_is_a_user_error(tiny_run_config, tmp_path):
+    from ftcore.errors import FtcoreError
+
+    tiny_run_config.trainer.metric = "bleu"
+    with pytest.raises(FtcoreError, match="trainer.metric='bleu' is not available for single_label"):
+        train(tiny_run_config, tmp_path)

@@ -103,3 +103,25 @@ def test_resume_with_a_different_config_exits_2_naming_the_key(args, reference):
     assert done.returncode == 2
     line = done.stderr.strip()
     assert "\n" not in line and "optim.lr (0.003 in the checkpoint, 0.001 now)" in line
+
+
+def test_sigterm_saves_a_checkpoint_and_the_resumed_run_is_identical(args, reference, tmp_path):
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *args, f"hydra.run.dir={out}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while saved_step(out) < 10 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert not (out / "metrics.json").exists()
+    stopped_at = saved_step(out)
+    assert 10 <= stopped_at < 72
+    assert f"interrupted at step {stopped_at}" in (out / "train.log").read_text()
+
+    done = run_script("train.py", *args, f"resume={out}")
+    assert done.returncode == 0, done.stderr
+    assert_identical(weights(out), weights(reference))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -97,6 +98,8 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     dist, device = init_distributed(resolve_device(cfg.trainer.device))
+    if not dist.is_main:
+        log.setLevel(logging.ERROR)  # one voice: rank 0 reports, the others only on errors
     try:
         precision = resolve_precision(cfg.trainer.precision, device)
         if dist.is_main:

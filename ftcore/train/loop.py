@@ -20,7 +20,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ftcore.config import OptimConfig, TrainerConfig
-from ftcore.data.batching import collate, epoch_batches
+from ftcore.data.batching import collate, epoch_batches, padding_fraction
 from ftcore.data.dataset import LabelSpace, Split, TaskData
 from ftcore.errors import CheckpointError, FtcoreError
 from ftcore.metrics import LOWER_IS_BETTER, compute_metrics
@@ -168,6 +168,7 @@ def fit(
     refused. ``extra_state`` goes into every checkpoint's state.json (e.g. the base-model pointer).
     """
     run_dir = Path(run_dir)
+    wall_start = time.perf_counter()
     train, val = data.splits["train"], data.splits["validation"]
     problem = data.labels.problem
     metric = trainer.metric
@@ -262,10 +263,17 @@ def fit(
             log.info("resumed from %s at step %d (epoch %d)", last_dir, progress.step, progress.epoch)
 
     reporter = Reporter(run_dir, dist.is_main, trainer.progress, total_steps, progress.step)
+    micro_batches = [
+        w[i : i + trainer.batch_size]
+        for w in epoch_batches(lengths, epoch=0, **batch_args)
+        for i in range(0, len(w), trainer.batch_size)
+    ]
+    padding = padding_fraction(lengths, micro_batches, pad_to_multiple)
     log.info(
-        "training: %d examples, %d steps (%d per epoch, batch %d x accum %d x %d processes), precision %s on %s",
+        "training: %d examples, %d steps (%d per epoch, batch %d x accum %d x %d processes), precision %s on %s; "
+        "padding %.1f%% of batch tokens",
         len(train), total_steps, windows_per_epoch, trainer.batch_size, trainer.grad_accum, dist.world_size,
-        precision, device,
+        precision, device, 100 * padding,
     )  # fmt: skip
 
     def run_evaluation() -> None:
@@ -437,6 +445,8 @@ def fit(
         "train_samples_per_s": sum(t[0] for t in totals) / max(seconds, 1e-9),
         "train_tokens_per_s": sum(t[1] for t in totals) / max(seconds, 1e-9),
         "train_seconds": seconds,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "train_padding_fraction": padding,
         "precision": precision,
         "device": str(device),
         "world_size": dist.world_size,

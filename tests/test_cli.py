@@ -1,0 +1,81 @@
+"""scripts/train.py as a user meets it: runs on user files, and every mistake is one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_script
+
+
+def one_error_line(done) -> str:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def test_trains_on_user_jsonl_files(tiny_cli_args, tmp_path):
+    done = run_script("train.py", *tiny_cli_args, "trainer.epochs=1", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test"]["num_examples"] == 32
+    assert (tmp_path / ".hydra" / "config.yaml").is_file()
+    log = (tmp_path / "train.log").read_text()
+    assert '"counts": {"train": 96, "validation": 32, "test": 32}' in log and "padding" in log
+
+
+def test_malformed_data_file_names_file_and_line(tiny_cli_args, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "label": "neg"}\n{"text": "oops"\n')
+    args = [a for a in tiny_cli_args if not a.startswith("data.train_file=")]
+    line = one_error_line(
+        run_script("train.py", *args, f"data.train_file={bad}", f"hydra.run.dir={tmp_path / 'r'}")
+    )
+    assert f"{bad}:3: invalid JSON" in line
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_label_missing_from_train_is_reported_at_its_line(tiny_cli_args, tmp_path):
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text('{"text": "good", "label": "pos"}\n{"text": "meh", "label": "neutral"}\n')
+    args = [a for a in tiny_cli_args if not a.startswith("data.validation_file=")]
+    line = one_error_line(
+        run_script("train.py", *args, f"data.validation_file={dev}", f"hydra.run.dir={tmp_path}")
+    )
+    assert f"{dev}:2: label 'neutral' never occurs in the training split" in line
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("trainer.epoch=3", "trainer.epoch"),
+        ("trainer.batch_size=abc", "trainer.batch_size"),
+        ("optim.lr=-1", "optim.lr=-1.0 must be positive"),
+        ("trainer.precision=fp8", "trainer.precision='fp8' is not valid"),
+        ("model.pooling=max", "model.pooling='max' is not valid"),
+        ("data.resample=smote", "data.resample='smote' is not valid"),
+        ("optim.schedule=step", "optim.schedule='step' is not valid"),
+        ("method=nope", "method"),
+        ("data.max_length=4", "data.max_length=4 is too small"),
+    ],
+)
+def test_config_mistakes_exit_2_naming_the_key(override, words, tmp_path):
+    line = one_error_line(run_script("train.py", override, f"hydra.run.dir={tmp_path}"))
+    assert words in line
+
+
+def test_missing_train_file_and_model_dir(tmp_path):
+    line = one_error_line(run_script("train.py", "data=jsonl", f"hydra.run.dir={tmp_path}"))
+    assert "data.train_file" in line
+    line = one_error_line(
+        run_script("train.py", f"model.path={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path}")
+    )
+    assert f"model.path={tmp_path / 'nowhere'}" in line and "config.json" in line
+
+
+def test_every_value_of_a_sweep_is_checked_before_anything_runs(tmp_path):
+    line = one_error_line(run_script("train.py", "-m", "optim.lr=1e-4,-2", f"hydra.sweep.dir={tmp_path}"))
+    assert "optim.lr=-2.0 must be positive" in line
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
