@@ -138,19 +138,59 @@ class ModelConfig:
 
 
 METHODS = ("full", "freeze", "bitfit", "lora", "dora", "prefix", "prompt")
+LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output", "pooler")
 
 
 @dataclass
 class MethodConfig:
-    """``method.*``: which parameters train, and which adapter layers are added (see ftcore/methods)."""
+    """``method.*``: which parameters train, and which adapter layers are added (see ftcore/methods).
+
+    ``freeze_layers`` applies to ``freeze``; ``r``, ``alpha``, ``dropout``, ``targets``, ``init`` and
+    ``use_rslora`` to ``lora``/``dora``; ``num_virtual_tokens`` to ``prefix`` (with ``prefix_projection``
+    and ``prefix_hidden``) and ``prompt`` (with ``prompt_position``, ``prompt_init``, ``prompt_init_text``).
+    ``train_pooler`` keeps BERT's pooler trainable under frozen-base methods (``pooling=pooler``), and
+    ``train_added_tokens`` does the same for tokens added by vocabulary extension.
+    """
 
     name: str = "full"
     freeze_layers: int = 0
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.1
+    targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    init: str = "default"
+    use_rslora: bool = False
+    num_virtual_tokens: int = 20
+    prefix_projection: bool = False
+    prefix_hidden: int = 512
+    prompt_position: str = "after_cls"
+    prompt_init: str = "random"
+    prompt_init_text: str = ""
+    train_pooler: bool = False
+    train_added_tokens: bool = True
 
     def validate(self, num_layers: int | None = None) -> None:
         check_choice("method.name", self.name, METHODS)
         if self.freeze_layers < 0 or (num_layers is not None and self.freeze_layers > num_layers):
             raise ConfigError(f"method.freeze_layers={self.freeze_layers} must be in [0, {num_layers}]")
+        if self.r < 1:
+            raise ConfigError(f"method.r={self.r} must be at least 1")
+        if not self.alpha > 0:
+            raise ConfigError(f"method.alpha={self.alpha} must be positive")
+        check_range("method.dropout", self.dropout, 0.0, 1.0)
+        if not self.targets:
+            raise ConfigError("method.targets is empty; name at least one of " + ", ".join(LORA_TARGETS))
+        for target in self.targets:
+            check_choice("method.targets", target, LORA_TARGETS)
+        check_choice("method.init", self.init, ("default", "gaussian", "pissa"))
+        if self.num_virtual_tokens < 1:
+            raise ConfigError(f"method.num_virtual_tokens={self.num_virtual_tokens} must be at least 1")
+        if self.prefix_hidden < 1:
+            raise ConfigError(f"method.prefix_hidden={self.prefix_hidden} must be at least 1")
+        check_choice("method.prompt_position", self.prompt_position, ("after_cls", "before"))
+        check_choice("method.prompt_init", self.prompt_init, ("random", "text"))
+        if self.name == "prompt" and self.prompt_init == "text" and not self.prompt_init_text.strip():
+            raise ConfigError("method.prompt_init=text needs method.prompt_init_text")
 
 
 SCHEDULES = ("linear", "cosine", "constant")
@@ -254,6 +294,11 @@ class Config:
     def validate(self) -> None:
         for group in (self.model, self.data, self.method, self.optim, self.trainer):
             group.validate()
+        if self.method.name == "prompt" and self.data.max_length + self.method.num_virtual_tokens > 512:
+            raise ConfigError(
+                f"data.max_length={self.data.max_length} + method.num_virtual_tokens={self.method.num_virtual_tokens} "
+                "exceeds the 512 positions of BERT-style encoders; shorten one of them"
+            )
 
 
 def register_configs() -> None:

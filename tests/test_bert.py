@@ -140,16 +140,23 @@ def test_config_missing_and_invalid_json(tmp_path):
         BertConfig.from_json(tmp_path / "config.json")
 
 
-def test_resize_token_embeddings_keeps_old_rows_and_means_new(tiny_config):
-    model = BertModel(tiny_config)
+def test_added_tokens_get_their_own_table_starting_at_the_mean(tiny_config):
+    model = BertModel(tiny_config).eval()
     old = model.embeddings.word.weight.detach().clone()
-    model.resize_token_embeddings(105)
-    new = model.embeddings.word.weight
-    assert new.shape == (105, tiny_config.hidden_size) and model.config.vocab_size == 105
-    assert torch.equal(new[:99], old)
-    assert torch.allclose(new[99:], old.mean(0).expand(6, -1))
-    ids = torch.tensor([[1, 100, 104]])
-    assert model(ids).shape == (1, 3, tiny_config.hidden_size)
+    ids = torch.tensor([[1, 5, 98, 2]])
+    before = model(ids)
+    model.add_tokens(4)
+    model.add_tokens(2)
+    added = model.embeddings.added.weight
+    assert model.num_added_tokens == 6 and model.config.vocab_size == 105
+    assert torch.equal(model.embeddings.word.weight, old)  # the pretrained table is untouched
+    assert torch.allclose(added, old.mean(0).expand(6, -1))
+    assert torch.equal(model(ids), before)  # old ids encode as before
+    with torch.no_grad():
+        added[5] += 1.0
+    looked_up = model.embeddings.lookup(torch.tensor([[3, 104, 99]]))
+    assert torch.equal(looked_up[0, 0], old[3]) and torch.equal(looked_up[0, 1], added[5])
+    assert torch.equal(looked_up[0, 2], added[0])
 
 
 def test_sequence_longer_than_positions_is_refused(tiny_config):

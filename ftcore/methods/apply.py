@@ -3,38 +3,100 @@
     full     everything trains
     freeze   embeddings and the bottom ``freeze_layers`` encoder layers are frozen
     bitfit   only bias terms train (Ben Zaken et al., 2022)
+    lora     low-rank updates on the ``targets`` linear layers (lora.py); ``dora`` adds magnitudes
+    prefix   learned keys/values in every layer (prefix.py)
+    prompt   learned input embeddings (prompt.py)
 
-The classifier head always trains: it is new for every task.
+The classifier head always trains (it is new for every task); so do tokens added by vocabulary
+extension (their embeddings start untrained) and, under frozen-base methods, BERT's pooler when the
+model pools with it, unless the config says otherwise.
+
+Adapters are generic: whatever ``requires_grad`` is what an adapter checkpoint holds
+(:func:`adapter_state`), and loading it onto a freshly prepared base model restores the outputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections import defaultdict
+from pathlib import Path
 
+import torch
 from torch import nn
 
 from ftcore.config import MethodConfig
-from ftcore.errors import ConfigError
+from ftcore.errors import CheckpointError, ConfigError
+from ftcore.methods.lora import inject_lora
+from ftcore.methods.prefix import PrefixEncoder
+from ftcore.methods.prompt import SoftPrompt
 from ftcore.model.heads import SequenceClassifier
 
 
-def apply_method(model: SequenceClassifier, cfg: MethodConfig) -> SequenceClassifier:
-    """Freeze / unfreeze ``model`` in place for ``cfg.name``; returns the same model."""
-    cfg.validate(num_layers=len(model.encoder.layers))
-    if cfg.name == "full":
-        model.requires_grad_(True)
-    elif cfg.name == "freeze":
-        model.requires_grad_(True)
-        model.encoder.embeddings.requires_grad_(False)
-        for layer in model.encoder.layers[: cfg.freeze_layers]:
+def apply_method(
+    model: SequenceClassifier,
+    cfg: MethodConfig,
+    prompt_init_ids: list[int] | None = None,
+    max_length: int | None = None,
+) -> SequenceClassifier:
+    """Freeze / unfreeze ``model`` and add adapter layers in place for ``cfg.name``; returns the model.
+
+    ``prompt_init_ids`` are the token ids of ``cfg.prompt_init_text`` (prompt tuning from text);
+    ``max_length`` lets prompt tuning check that the longest input still fits the position table.
+    """
+    encoder = model.encoder
+    bert = encoder.config
+    cfg.validate(num_layers=bert.num_hidden_layers)
+    frozen_base = cfg.name not in ("full", "freeze")
+    model.requires_grad_(not frozen_base)
+
+    if cfg.name == "freeze":
+        encoder.embeddings.requires_grad_(False)
+        for layer in encoder.layers[: cfg.freeze_layers]:
             layer.requires_grad_(False)
     elif cfg.name == "bitfit":
-        for name, p in model.named_parameters():
+        for name, p in encoder.named_parameters():
             p.requires_grad_(name.endswith(".bias"))
-    else:
-        raise ConfigError(f"method.name={cfg.name!r} is not available in this build")
+    elif cfg.name in ("lora", "dora"):
+        if "pooler" in cfg.targets and encoder.pooler is None:
+            raise ConfigError(
+                "method.targets includes 'pooler' but the model does not pool with it (model.pooling)"
+            )
+        inject_lora(
+            encoder, list(cfg.targets), r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, init=cfg.init,
+            use_rslora=cfg.use_rslora, dora=cfg.name == "dora",
+        )  # fmt: skip
+    elif cfg.name == "prefix":
+        encoder.prefix = PrefixEncoder(
+            bert.num_hidden_layers, bert.hidden_size, bert.num_attention_heads, cfg.num_virtual_tokens,
+            projection=cfg.prefix_projection, projection_hidden=cfg.prefix_hidden,
+        ).to(encoder.embeddings.word.weight.device)  # fmt: skip
+    elif cfg.name == "prompt":
+        if max_length is not None and max_length + cfg.num_virtual_tokens > bert.max_position_embeddings:
+            raise ConfigError(
+                f"data.max_length={max_length} + method.num_virtual_tokens={cfg.num_virtual_tokens} exceeds the "
+                f"model's {bert.max_position_embeddings} positions; shorten one of them"
+            )
+        init = None
+        if cfg.prompt_init == "text":
+            if not prompt_init_ids:
+                raise ConfigError("method.prompt_init_text has no tokens; give a non-empty text")
+            repeats = -(-cfg.num_virtual_tokens // len(prompt_init_ids))
+            ids = torch.tensor((prompt_init_ids * repeats)[: cfg.num_virtual_tokens])
+            init = encoder.embeddings.lookup(ids[None])[0].detach()
+        encoder.prompt = SoftPrompt(cfg.num_virtual_tokens, bert.hidden_size, cfg.prompt_position, init)
+
     model.head.requires_grad_(True)
+    if frozen_base and cfg.train_pooler and model.pooling == "pooler":
+        encoder.pooler.requires_grad_(True)
+    if encoder.embeddings.added is not None and cfg.train_added_tokens:
+        encoder.embeddings.added.requires_grad_(True)
     return model
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors of ``model``: everything an adapter checkpoint needs over its base."""
+    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def trainable_report(model: nn.Module) -> str:
@@ -48,3 +110,53 @@ def trainable_report(model: nn.Module) -> str:
             by_type[type(module).__name__] += count
     parts = ", ".join(f"{kind} {n:,}" for kind, n in sorted(by_type.items(), key=lambda kv: -kv[1]))
     return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%): {parts}"
+
+
+ADAPTER_META, ADAPTER_WEIGHTS = "adapter.json", "adapter.safetensors"
+
+
+def save_adapter(
+    model: SequenceClassifier, path: str | Path, method: MethodConfig, base_model: str | Path
+) -> None:
+    """Write the trainable tensors and what is needed to rebuild the model around them over ``base_model``."""
+    from ftcore.model.checkpoint_io import save_json, save_safetensors
+
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    save_safetensors(adapter_state(model), root / ADAPTER_WEIGHTS)
+    meta = {
+        "format": "ftcore.adapter/1",
+        "base_model": str(base_model),
+        "method": dataclasses.asdict(method),
+        "head": model.head_config(),
+        "added_tokens": model.encoder.num_added_tokens,
+    }
+    save_json(meta, root / ADAPTER_META)
+
+
+def load_adapter(path: str | Path, base_model: str | Path | None = None) -> SequenceClassifier:
+    """Rebuild a model saved by :func:`save_adapter`: the base (from the file, or ``base_model``) + adapter."""
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    try:
+        meta = json.loads((root / ADAPTER_META).read_text(encoding="utf-8"))
+        method = MethodConfig(
+            **{**meta["method"], "prompt_init": "random"}
+        )  # the saved prompt replaces any init
+        tensors = load_file(root / ADAPTER_WEIGHTS)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{root}: not a readable ftcore adapter ({e})") from None
+    model = SequenceClassifier.from_pretrained(base_model or meta["base_model"], **meta["head"])
+    model.encoder.add_tokens(meta["added_tokens"])
+    apply_method(model, method)
+    expected = adapter_state(model)
+    wrong = sorted(set(expected) ^ set(tensors)) + [
+        k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"{root / ADAPTER_WEIGHTS} does not fit this base model and method: {', '.join(wrong[:5])}"
+        )
+    model.load_state_dict(tensors, strict=False)
+    return model

@@ -105,24 +105,40 @@ class BertConfig:
 
 
 class Embeddings(nn.Module):
-    """Sum of word, position and token-type embeddings, then LayerNorm and dropout."""
+    """Sum of word, position and token-type embeddings, then LayerNorm and dropout.
+
+    Tokens added to a pretrained vocabulary (:meth:`BertModel.add_tokens`) live in their own table
+    ``added`` (ids ``word.num_embeddings`` and up), so they can train while the pretrained table stays
+    frozen, and an adapter checkpoint carries only the new rows.
+    """
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.added: nn.Embedding | None = None
         self.position = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
+    def lookup(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids -> (B, L, H) word embeddings, added tokens included."""
+        if self.added is None:
+            return self.word(input_ids)
+        n = self.word.num_embeddings
+        is_added = input_ids >= n
+        pretrained = self.word(input_ids.masked_fill(is_added, 0))
+        added = self.added((input_ids - n).clamp(min=0))
+        return torch.where(is_added.unsqueeze(-1), added, pretrained)
+
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, L) ids -> (B, L, H). ``inputs_embeds`` (B, L, H) replaces the word lookup when given."""
-        x = self.word(input_ids) if inputs_embeds is None else inputs_embeds
+        x = self.lookup(input_ids) if inputs_embeds is None else inputs_embeds
         L = x.shape[1]
         if L > self.position.num_embeddings:
             raise ValueError(
@@ -236,7 +252,11 @@ def attention_bias(attention_mask: torch.Tensor, dtype: torch.dtype, num_prefix:
 
 
 class BertModel(nn.Module):
-    """The BERT encoder. ``forward`` returns the last hidden state (B, L, H); ``pool`` the pooler output."""
+    """The BERT encoder. ``forward`` returns the last hidden state (B, L, H); ``pool`` the pooler output.
+
+    Two optional input hooks serve parameter-efficient methods: ``prompt`` inserts virtual tokens into
+    the input (their outputs are dropped again), ``prefix`` gives every layer extra keys and values.
+    """
 
     def __init__(self, cfg: BertConfig, add_pooler: bool = True):
         super().__init__()
@@ -244,6 +264,8 @@ class BertModel(nn.Module):
         self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
         self.pooler = Pooler(cfg) if add_pooler else None
+        self.prompt: nn.Module | None = None  # set by prompt tuning (ftcore/methods/prompt.py)
+        self.prefix: nn.Module | None = None  # set by prefix tuning (ftcore/methods/prefix.py)
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -273,11 +295,22 @@ class BertModel(nn.Module):
 
         ``attention_mask=None`` means no padding, which lets SDPA use its fastest (mask-free) kernels.
         """
+        if self.prompt is not None:  # soft prompt tuning: virtual tokens join the input
+            embeds = self.embeddings.lookup(input_ids) if inputs_embeds is None else inputs_embeds
+            inputs_embeds, attention_mask, token_type_ids = self.prompt.insert(
+                embeds, attention_mask, token_type_ids
+            )
         x = self.embeddings(input_ids, token_type_ids, inputs_embeds)
-        mask = None if attention_mask is None else attention_bias(attention_mask, x.dtype)
-        for layer in self.layers:
-            x = layer(x, mask)
-        return x
+        prefixes = None if self.prefix is None else self.prefix(x.shape[0])  # prefix tuning: per-layer K/V
+        if attention_mask is None:
+            mask = None
+        else:
+            mask = attention_bias(
+                attention_mask, x.dtype, num_prefix=0 if prefixes is None else self.prefix.length
+            )
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, None if prefixes is None else prefixes[i])
+        return x if self.prompt is None else self.prompt.remove(x)
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
         """Pooler output (B, H) from the last hidden state (B, L, H)."""
@@ -288,20 +321,21 @@ class BertModel(nn.Module):
         return self.pooler(hidden)
 
     @torch.no_grad()
-    def resize_token_embeddings(self, new_size: int) -> None:
-        """Grow (or shrink) the vocabulary; new rows start at the mean of the existing embeddings."""
-        old = self.embeddings.word
-        if new_size == old.num_embeddings:
+    def add_tokens(self, n: int) -> None:
+        """Grow the vocabulary by ``n`` ids (``vocab_size`` and up); new rows start at the mean embedding."""
+        if n <= 0:
             return
-        new = nn.Embedding(new_size, old.embedding_dim, padding_idx=old.padding_idx)
-        new.to(device=old.weight.device, dtype=old.weight.dtype)
-        keep = min(new_size, old.num_embeddings)
-        new.weight[:keep] = old.weight[:keep]
-        if new_size > old.num_embeddings:
-            new.weight[old.num_embeddings :] = old.weight.mean(dim=0)
-        new.weight.requires_grad_(old.weight.requires_grad)
-        self.embeddings.word = new
-        self.config.vocab_size = new_size
+        emb = self.embeddings
+        rows = emb.word.weight.mean(dim=0).expand(n, -1)
+        if emb.added is not None:
+            rows = torch.cat([emb.added.weight, rows])
+        emb.added = nn.Embedding(rows.shape[0], rows.shape[1], device=rows.device, dtype=rows.dtype)
+        emb.added.weight.copy_(rows)
+        self.config.vocab_size += n
+
+    @property
+    def num_added_tokens(self) -> int:
+        return 0 if self.embeddings.added is None else self.embeddings.added.num_embeddings
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> BertModel:

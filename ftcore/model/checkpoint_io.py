@@ -254,15 +254,29 @@ def save_json(obj, path: str | os.PathLike) -> None:
 
 
 def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:
-    """ftcore checkpoint directory: ``ftcore_model.json`` (everything to rebuild) + ``model.safetensors``."""
+    """ftcore checkpoint directory: ``ftcore_model.json`` (everything to rebuild) + ``model.safetensors``.
+
+    The model must be plain (LoRA merged, prefix MLP folded); added tokens, a folded prefix and a soft
+    prompt are kept as they are.
+    """
+    encoder = model.encoder
+    if any(not isinstance(m, torch.nn.Linear) and hasattr(m, "lora_A") for m in model.modules()):
+        raise CheckpointError("merge LoRA layers into the model before saving a standalone checkpoint")
+    if encoder.prefix is not None and encoder.prefix.mlp is not None:
+        raise CheckpointError("fold the prefix reparameterisation (prefix.fold()) before saving")
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     save_safetensors(model.state_dict(), root / WEIGHTS)
     meta = {
         "format": "ftcore.SequenceClassifier",
         "version": 1,
-        "encoder": model.encoder.config.to_dict(),
-        "add_pooler": model.encoder.pooler is not None,
+        "encoder": encoder.config.to_dict(),
+        "added_tokens": encoder.num_added_tokens,
+        "add_pooler": encoder.pooler is not None,
+        "prefix_tokens": 0 if encoder.prefix is None else encoder.prefix.length,
+        "prompt": None
+        if encoder.prompt is None
+        else {"tokens": encoder.prompt.length, "position": encoder.prompt.position},
         "head": model.head_config(),
     }
     save_json(meta, root / FTCORE_META)  # written last: its presence marks a complete checkpoint
@@ -270,14 +284,21 @@ def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:
 
 def load_classifier(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> SequenceClassifier:
     """Read a directory written by :func:`save_classifier`."""
+    from ftcore.methods.prefix import PrefixEncoder
+    from ftcore.methods.prompt import SoftPrompt
+
     root = Path(path)
     meta_path = root / FTCORE_META
     if not meta_path.is_file():
         raise CheckpointError(f"{root}: not an ftcore checkpoint; expected {FTCORE_META} and {WEIGHTS}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        cfg = BertConfig.from_dict(meta["encoder"], source=str(meta_path))
+        added = int(meta.get("added_tokens", 0))
+        cfg = BertConfig.from_dict(
+            {**meta["encoder"], "vocab_size": meta["encoder"]["vocab_size"] - added}, str(meta_path)
+        )
         add_pooler, head = bool(meta["add_pooler"]), dict(meta["head"])
+        prefix_tokens, prompt = int(meta.get("prefix_tokens", 0)), meta.get("prompt")
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{meta_path}: malformed checkpoint metadata ({e})") from None
     try:
@@ -285,24 +306,45 @@ def load_classifier(path: str | os.PathLike, dtype: torch.dtype = torch.float32)
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{root / WEIGHTS}: cannot read weights ({e})") from None
     with torch.device("meta"):
-        model = SequenceClassifier(BertModel(cfg, add_pooler=add_pooler), **head)
+        encoder = BertModel(cfg, add_pooler=add_pooler)
+        encoder.add_tokens(added)
+        H, L, nh = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads
+        if prefix_tokens:
+            encoder.prefix = PrefixEncoder(L, H, nh, prefix_tokens)
+        if prompt:
+            encoder.prompt = SoftPrompt(prompt["tokens"], H, prompt["position"])
+        model = SequenceClassifier(encoder, **head)
     load_state_strict(model, state, str(root / WEIGHTS), dtype)
     return model
 
 
-def save_bert(model: BertModel, path: str | os.PathLike) -> None:
-    """Write an encoder as an HF-format ``BertModel`` directory (config.json + model.safetensors)."""
-    state = {}
-    for name, tensor in model.state_dict().items():
+def _hf_encoder_state(encoder: BertModel) -> dict[str, torch.Tensor]:
+    """Encoder tensors under HF names; added-token rows join the word-embedding table."""
+    if encoder.prefix is not None or encoder.prompt is not None:
+        raise CheckpointError(
+            "prefix and prompt tuning have no HF-format equivalent; export in peft or ftcore format"
+        )
+    state = dict(encoder.state_dict())
+    if "embeddings.added.weight" in state:
+        state["embeddings.word.weight"] = torch.cat(
+            [state["embeddings.word.weight"], state.pop("embeddings.added.weight")]
+        )
+    out = {}
+    for name, tensor in state.items():
         hf = ftcore_to_hf_name(name)
         if hf is None:
             raise CheckpointError(
                 f"cannot export tensor {name!r} to HF format; merge adapters into the model first"
             )
-        state[hf] = tensor
+        out[hf] = tensor
+    return out
+
+
+def save_bert(model: BertModel, path: str | os.PathLike) -> None:
+    """Write an encoder as an HF-format ``BertModel`` directory (config.json + model.safetensors)."""
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
-    save_safetensors(state, root / WEIGHTS, metadata={"format": "pt"})
+    save_safetensors(_hf_encoder_state(model), root / WEIGHTS, metadata={"format": "pt"})
     save_json({"architectures": ["BertModel"], **model.config.to_dict()}, root / "config.json")
 
 
@@ -318,21 +360,8 @@ def export_hf(
             f"HF export needs pooling='pooler' (BertForSequenceClassification pools that way); this model uses "
             f"pooling={model.pooling!r}: export it in ftcore format instead"
         )
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if name.startswith("encoder."):
-            hf = ftcore_to_hf_name(name.removeprefix("encoder."))
-            if hf is None:
-                raise CheckpointError(
-                    f"cannot export tensor {name!r} to HF format; merge adapters into the model first"
-                )
-            state["bert." + hf] = tensor
-        elif name.startswith("head.classifier."):
-            state[name.removeprefix("head.")] = tensor
-        else:
-            raise CheckpointError(
-                f"cannot export tensor {name!r} to HF format; merge adapters into the model first"
-            )
+    state = {"bert." + k: v for k, v in _hf_encoder_state(model.encoder).items()}
+    state.update({f"classifier.{k}": v for k, v in model.head.classifier.state_dict().items()})
     labels = id2label or {i: f"LABEL_{i}" for i in range(model.num_labels)}
     config = {
         "architectures": ["BertForSequenceClassification"],

@@ -52,7 +52,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: Config, model_dir: Path, data: TaskData, vocab_size: int) -> SequenceClassifier:
+def build_model(cfg: Config, model_dir: Path, data: TaskData, tokenizer: TextTokenizer) -> SequenceClassifier:
     """Pretrained encoder + new head for the task, vocabulary grown if needed, method applied."""
     weights = None if data.class_weights is None else torch.from_numpy(data.class_weights)
     model = SequenceClassifier.from_pretrained(
@@ -64,9 +64,13 @@ def build_model(cfg: Config, model_dir: Path, data: TaskData, vocab_size: int) -
         class_weights=weights,
         label_smoothing=cfg.model.label_smoothing,
     )
-    if vocab_size != model.encoder.config.vocab_size:
-        model.encoder.resize_token_embeddings(vocab_size)
-    return apply_method(model, cfg.method)
+    model.encoder.add_tokens(tokenizer.vocab_size - model.encoder.config.vocab_size)
+    prompt_ids = None
+    if cfg.method.prompt_init == "text":
+        prompt_ids = tokenizer.encode_batch([cfg.method.prompt_init_text], max_length=512)[0][0][
+            1:-1
+        ].tolist()
+    return apply_method(model, cfg.method, prompt_init_ids=prompt_ids, max_length=cfg.data.max_length)
 
 
 def prepare(cfg: Config, dist: DistInfo) -> tuple[TextTokenizer, TaskData, Path]:
@@ -107,7 +111,7 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
             attach_log_file(run_dir)
         seed_everything(cfg.trainer.seed)
         tokenizer, data, model_dir = prepare(cfg, dist)
-        model = build_model(cfg, model_dir, data, tokenizer.vocab_size)
+        model = build_model(cfg, model_dir, data, tokenizer)
         if dist.is_main:
             log.info("model: %s (%s pooling); %s", model_dir, cfg.model.pooling, trainable_report(model))
             tokenizer.save(run_dir / "tokenizer")
