@@ -109,3 +109,63 @@ def main(task: Callable[[DictConfig], None], config_name: str = "config") -> Non
             fail(str(e))
 
     hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(guarded)()
+
+
+def parse_key_values(
+    argv: list[str], defaults: dict[str, object], required: tuple[str, ...] = ()
+) -> tuple[dict, list[str]]:
+    """``key=value`` arguments of the run-directory scripts (evaluate, predict, export).
+
+    Returns the values of ``defaults``' keys (typed like their defaults; ``None`` defaults stay strings)
+    and the ``data.*`` / ``trainer.*`` overrides meant for the run's own config. Anything else exits 2.
+    """
+    values, run_overrides = dict(defaults), []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            fail(f"argument {arg!r} is not key=value; expected keys: {', '.join(defaults)}")
+        if key.startswith(("data.", "trainer.")):
+            run_overrides.append(arg)
+        elif key not in defaults:
+            fail(f"unknown key {key!r}; expected one of: {', '.join(defaults)}, data.*, trainer.*")
+        elif isinstance(defaults[key], bool):
+            if value.lower() not in ("true", "false"):
+                fail(f"{key}={value} must be true or false")
+            values[key] = value.lower() == "true"
+        elif isinstance(defaults[key], int):
+            try:
+                values[key] = int(value)
+            except ValueError:
+                fail(f"{key}={value} must be an integer")
+        else:
+            values[key] = value
+    for key in required:
+        if not values.get(key):
+            fail(f"{key}=... is required")
+    return values, run_overrides
+
+
+def check_choice_arg(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        fail(f"{key}={value} is not valid; expected one of {', '.join(choices)}")
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """The run's config with ``data.*`` / ``trainer.*`` overrides merged in, typed and validated."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(overrides))
+        result = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        fail(_one_line(e))
+    result.validate()
+    return result
+
+
+def guard(task: Callable[[], None]) -> None:
+    """Run a script body: user errors become one line on stderr and exit code 2."""
+    try:
+        task()
+    except FtcoreError as e:
+        fail(str(e))

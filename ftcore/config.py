@@ -162,7 +162,7 @@ class MethodConfig:
     use_rslora: bool = False
     num_virtual_tokens: int = 20
     prefix_projection: bool = False
-    prefix_hidden: int = 512
+    prefix_hidden: int | None = None
     prompt_position: str = "after_cls"
     prompt_init: str = "random"
     prompt_init_text: str = ""
@@ -185,7 +185,7 @@ class MethodConfig:
         check_choice("method.init", self.init, ("default", "gaussian", "pissa"))
         if self.num_virtual_tokens < 1:
             raise ConfigError(f"method.num_virtual_tokens={self.num_virtual_tokens} must be at least 1")
-        if self.prefix_hidden < 1:
+        if self.prefix_hidden is not None and self.prefix_hidden < 1:
             raise ConfigError(f"method.prefix_hidden={self.prefix_hidden} must be at least 1")
         check_choice("method.prompt_position", self.prompt_position, ("after_cls", "before"))
         check_choice("method.prompt_init", self.prompt_init, ("random", "text"))
@@ -294,7 +294,10 @@ class Config:
     def validate(self) -> None:
         for group in (self.model, self.data, self.method, self.optim, self.trainer):
             group.validate()
-        if self.method.name == "prompt" and self.data.max_length + self.method.num_virtual_tokens > 512:
+        if (
+            self.method.name in ("prefix", "prompt")
+            and self.data.max_length + self.method.num_virtual_tokens > 512
+        ):
             raise ConfigError(
                 f"data.max_length={self.data.max_length} + method.num_virtual_tokens={self.method.num_virtual_tokens} "
                 "exceeds the 512 positions of BERT-style encoders; shorten one of them"

@@ -168,7 +168,7 @@ def encoded_of(rows: list[tuple[list[int], list[int]]]) -> EncodedTexts:
         ids=np.array([i for ids, _ in rows for i in ids], dtype=np.int32),
         type_ids=np.array([t for _, types in rows for t in types], dtype=np.int8),
         offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        num_truncated=0,
+        truncated=np.zeros(len(rows), dtype=bool),
     )
 
 

@@ -93,6 +93,7 @@ def test_single_truncation_matches_transformers(tokenizer, hf, max_length):
     assert as_lists(encoded) == hf_lists(hf, texts, max_length=max_length)
     full_lengths = tokenizer.encode_batch(texts, max_length=512).lengths
     assert encoded.num_truncated == int((full_lengths > max_length).sum())
+    assert np.array_equal(encoded.truncated, full_lengths > max_length)
     assert encoded.lengths.max() <= max_length
 
 

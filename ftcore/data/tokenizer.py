@@ -37,13 +37,13 @@ class EncodedTexts:
         ids: ``(total_tokens,)`` int32 token ids, special tokens included.
         type_ids: ``(total_tokens,)`` int8 segment ids: 0 for ``[CLS] a [SEP]``, 1 for ``b [SEP]``.
         offsets: ``(num_examples + 1,)`` int64 start of each example; ``offsets[-1] == total_tokens``.
-        num_truncated: how many examples lost tokens to ``max_length``.
+        truncated: ``(num_examples,)`` bool, True where an example lost tokens to ``max_length``.
     """
 
     ids: np.ndarray
     type_ids: np.ndarray
     offsets: np.ndarray
-    num_truncated: int
+    truncated: np.ndarray
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -52,6 +52,11 @@ class EncodedTexts:
         """Return ``(ids, type_ids)`` of example ``i``, both views of length ``lengths[i]``."""
         start, end = self.offsets[i], self.offsets[i + 1]
         return self.ids[start:end], self.type_ids[start:end]
+
+    @property
+    def num_truncated(self) -> int:
+        """How many examples lost tokens to ``max_length``."""
+        return int(self.truncated.sum())
 
     @property
     def lengths(self) -> np.ndarray:
@@ -160,10 +165,10 @@ class TextTokenizer:
             raise ConfigError(f"max_length={max_length} leaves no room for the {num_special} special tokens")
         budget = max_length - num_special  # tokens left for the texts
         firsts = self._wordpiece_ids(texts)
-        rows, first_segment_lengths, num_truncated = [], [], 0
+        rows, first_segment_lengths, truncated = [], [], []
         if text_pairs is None:
             for a in firsts:
-                num_truncated += len(a) > budget
+                truncated.append(len(a) > budget)
                 rows.append([self.cls_id, *a[:budget], self.sep_id])
                 first_segment_lengths.append(len(rows[-1]))
         else:
@@ -171,7 +176,7 @@ class TextTokenizer:
                 raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs")
             for a, b in zip(firsts, self._wordpiece_ids(text_pairs)):
                 keep_a, keep_b = _longest_first(len(a), len(b), budget)
-                num_truncated += keep_a + keep_b < len(a) + len(b)
+                truncated.append(keep_a + keep_b < len(a) + len(b))
                 rows.append([self.cls_id, *a[:keep_a], self.sep_id, *b[:keep_b], self.sep_id])
                 first_segment_lengths.append(keep_a + 2)
 
@@ -181,7 +186,9 @@ class TextTokenizer:
         # a token is in segment 1 when its position within the example is past the first segment
         position = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
         type_ids = (position >= np.repeat(first_segment_lengths, lengths)).astype(np.int8)
-        return EncodedTexts(ids=ids, type_ids=type_ids, offsets=offsets, num_truncated=int(num_truncated))
+        return EncodedTexts(
+            ids=ids, type_ids=type_ids, offsets=offsets, truncated=np.array(truncated, dtype=bool)
+        )
 
     def unk_rate(self, texts: Sequence[str]) -> float:
         """Fraction of the texts' tokens (special tokens not counted) that are ``[UNK]``; 0.0 if none."""

@@ -71,12 +71,17 @@ def apply_method(
             bert.num_hidden_layers, bert.hidden_size, bert.num_attention_heads, cfg.num_virtual_tokens,
             projection=cfg.prefix_projection, projection_hidden=cfg.prefix_hidden,
         ).to(encoder.embeddings.word.weight.device)  # fmt: skip
-    elif cfg.name == "prompt":
-        if max_length is not None and max_length + cfg.num_virtual_tokens > bert.max_position_embeddings:
-            raise ConfigError(
-                f"data.max_length={max_length} + method.num_virtual_tokens={cfg.num_virtual_tokens} exceeds the "
-                f"model's {bert.max_position_embeddings} positions; shorten one of them"
-            )
+    budget = bert.max_position_embeddings  # prefix and prompt both move the real tokens P positions right
+    if (
+        cfg.name in ("prefix", "prompt")
+        and max_length is not None
+        and max_length + cfg.num_virtual_tokens > budget
+    ):
+        raise ConfigError(
+            f"data.max_length={max_length} + method.num_virtual_tokens={cfg.num_virtual_tokens} exceeds the "
+            f"model's {budget} positions; shorten one of them"
+        )
+    if cfg.name == "prompt":
         init = None
         if cfg.prompt_init == "text":
             if not prompt_init_ids:

@@ -1,7 +1,8 @@
 """LoRA (Hu et al., 2021) and DoRA (Liu et al., 2024) as a wrapper around a frozen ``nn.Linear``.
 
     LoRA:  y = W₀x + b + s · B A dropout(x)               s = α / r   (rsLoRA: s = α / √r)
-    DoRA:  y = b + m ⊙ (W₀x + s · B A x) / ‖W₀ + s B A‖    (row norms, treated as a constant in backward)
+    DoRA:  y = b + m ⊙ (W₀x + s · B A x) / ‖W₀ + s B A‖    (row norms, treated as a constant in backward;
+                                                         with dropout, see ``forward``)
 
 A (r × in) and B (out × r) are the only new weights (DoRA adds the magnitude m, one per output).
 The low-rank path is computed as ``(x Aᵀ) Bᵀ`` and never materialises the out × in update, and
@@ -101,13 +102,19 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base(x)
+        xd = self.dropout(x)
+        lora = self.scaling * F.linear(F.linear(xd, self.lora_A), self.lora_B)
         if self.magnitude is None:
-            return self.base(x) + self.scaling * F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)
-        x = self.dropout(x)
+            return self.base(x) + lora
+        # DoRA, in peft's arrangement: base(x) + (m/n − 1) · W₀ dropout(x) + (m/n) · s B A dropout(x)
+        # (without dropout this is b + (m/n) ⊙ (W₀x + s B A x)).
         scale = self.magnitude / self._weight_norm().detach()  # (out,)
-        lora = self.scaling * F.linear(F.linear(x, self.lora_A), self.lora_B)
-        out = scale * (F.linear(x, self.base.weight) + lora)
-        return out if self.base.bias is None else out + self.base.bias
+        base = self.base(x)
+        if xd is x:
+            direction = base if self.base.bias is None else base - self.base.bias
+        else:
+            direction = F.linear(xd, self.base.weight)
+        return base + (scale - 1) * direction + scale * lora
 
     @torch.no_grad()
     def merged_weight(self) -> torch.Tensor:

@@ -7,7 +7,8 @@ Every layer's attention also attends to P learned key/value vectors placed befor
 They come from one table of shape (P, layers · 2 · hidden) — directly, or through a reparameterising
 MLP (Embedding(P, hidden) → Linear → tanh → Linear) that steadies training. ``fold()`` evaluates the
 MLP once and keeps only the resulting table, so inference pays nothing for it. Padding keys stay
-masked; prefix keys are always visible, so even a padded position sees the prefix.
+masked; prefix keys are always visible, so even a padded position sees the prefix. As in peft (where
+the prefix is a key/value cache of P earlier positions), the real tokens take positions P, P + 1, ….
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class PrefixEncoder(nn.Module):
     Args:
         num_layers, hidden_size, num_heads: of the encoder.
         num_virtual_tokens: P, prefix length.
-        projection: reparameterise through an MLP with ``projection_hidden`` units.
+        projection: reparameterise through an MLP with ``projection_hidden`` units (default: hidden_size).
     """
 
     def __init__(
@@ -32,13 +33,14 @@ class PrefixEncoder(nn.Module):
         num_heads: int,
         num_virtual_tokens: int,
         projection: bool = False,
-        projection_hidden: int = 512,
+        projection_hidden: int | None = None,
     ):
         super().__init__()
         self.num_layers, self.num_heads, self.length = num_layers, num_heads, num_virtual_tokens
         self.head_dim = hidden_size // num_heads
         out = num_layers * 2 * hidden_size
         if projection:
+            projection_hidden = projection_hidden or hidden_size
             self.embedding = nn.Embedding(num_virtual_tokens, hidden_size)
             self.mlp = nn.Sequential(
                 nn.Linear(hidden_size, projection_hidden), nn.Tanh(), nn.Linear(projection_hidden, out)

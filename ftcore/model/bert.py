@@ -136,15 +136,19 @@ class Embeddings(nn.Module):
         input_ids: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        position_offset: int = 0,
     ) -> torch.Tensor:
-        """(B, L) ids -> (B, L, H). ``inputs_embeds`` (B, L, H) replaces the word lookup when given."""
+        """(B, L) ids -> (B, L, H). ``inputs_embeds`` (B, L, H) replaces the word lookup when given.
+
+        Positions run from ``position_offset`` (prefix tuning places the real tokens after its prefix).
+        """
         x = self.lookup(input_ids) if inputs_embeds is None else inputs_embeds
-        L = x.shape[1]
-        if L > self.position.num_embeddings:
+        end = position_offset + x.shape[1]
+        if end > self.position.num_embeddings:
             raise ValueError(
-                f"sequence length {L} exceeds max_position_embeddings={self.position.num_embeddings}"
+                f"sequence length {end} exceeds max_position_embeddings={self.position.num_embeddings}"
             )
-        x = x + self.position.weight[:L]  # broadcast over the batch
+        x = x + self.position.weight[position_offset:end]  # broadcast over the batch
         if token_type_ids is None:
             x = x + self.token_type.weight[0]
         else:
@@ -300,14 +304,10 @@ class BertModel(nn.Module):
             inputs_embeds, attention_mask, token_type_ids = self.prompt.insert(
                 embeds, attention_mask, token_type_ids
             )
-        x = self.embeddings(input_ids, token_type_ids, inputs_embeds)
-        prefixes = None if self.prefix is None else self.prefix(x.shape[0])  # prefix tuning: per-layer K/V
-        if attention_mask is None:
-            mask = None
-        else:
-            mask = attention_bias(
-                attention_mask, x.dtype, num_prefix=0 if prefixes is None else self.prefix.length
-            )
+        P = 0 if self.prefix is None else self.prefix.length  # prefix tuning: P keys/values per layer
+        x = self.embeddings(input_ids, token_type_ids, inputs_embeds, position_offset=P)
+        prefixes = None if self.prefix is None else self.prefix(x.shape[0])
+        mask = None if attention_mask is None else attention_bias(attention_mask, x.dtype, num_prefix=P)
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, None if prefixes is None else prefixes[i])
         return x if self.prompt is None else self.prompt.remove(x)

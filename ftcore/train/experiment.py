@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from ftcore.config import Config
-from ftcore.data.dataset import TaskData, build_task_data, read_splits
+from ftcore.data.dataset import LabelSpace, TaskData, build_task_data, read_splits
 from ftcore.data.tokenizer import TextTokenizer
-from ftcore.errors import ConfigError
-from ftcore.methods import apply_method, trainable_report
+from ftcore.errors import CheckpointError, ConfigError
+from ftcore.methods import adapter_state, apply_method, trainable_report
 from ftcore.model import SequenceClassifier
 from ftcore.model.checkpoint_io import save_json
 from ftcore.train.distributed import DistInfo, barrier, init_distributed, shutdown
@@ -52,24 +52,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: Config, model_dir: Path, data: TaskData, tokenizer: TextTokenizer) -> SequenceClassifier:
-    """Pretrained encoder + new head for the task, vocabulary grown if needed, method applied."""
-    weights = None if data.class_weights is None else torch.from_numpy(data.class_weights)
+def build_model(
+    cfg: Config,
+    model_dir: Path,
+    labels: LabelSpace,
+    tokenizer: TextTokenizer,
+    class_weights: np.ndarray | None = None,
+) -> SequenceClassifier:
+    """Pretrained encoder + new head for the task, vocabulary grown to the tokenizer's, method applied."""
     model = SequenceClassifier.from_pretrained(
         model_dir,
-        num_labels=data.labels.num_labels,
-        problem=data.labels.problem,
+        num_labels=labels.num_labels,
+        problem=labels.problem,
         pooling=cfg.model.pooling,
         classifier_dropout=cfg.model.classifier_dropout,
-        class_weights=weights,
+        class_weights=None if class_weights is None else torch.from_numpy(class_weights),
         label_smoothing=cfg.model.label_smoothing,
     )
     model.encoder.add_tokens(tokenizer.vocab_size - model.encoder.config.vocab_size)
     prompt_ids = None
-    if cfg.method.prompt_init == "text":
-        prompt_ids = tokenizer.encode_batch([cfg.method.prompt_init_text], max_length=512)[0][0][
-            1:-1
-        ].tolist()
+    if cfg.method.name == "prompt" and cfg.method.prompt_init == "text":
+        encoded = tokenizer.encode_batch([cfg.method.prompt_init_text], max_length=512)
+        prompt_ids = encoded[0][0][1:-1].tolist()  # without [CLS] and [SEP]
     return apply_method(model, cfg.method, prompt_init_ids=prompt_ids, max_length=cfg.data.max_length)
 
 
@@ -111,7 +115,7 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
             attach_log_file(run_dir)
         seed_everything(cfg.trainer.seed)
         tokenizer, data, model_dir = prepare(cfg, dist)
-        model = build_model(cfg, model_dir, data, tokenizer)
+        model = build_model(cfg, model_dir, data.labels, tokenizer, data.class_weights)
         if dist.is_main:
             log.info("model: %s (%s pooling); %s", model_dir, cfg.model.pooling, trainable_report(model))
             tokenizer.save(run_dir / "tokenizer")
@@ -131,3 +135,52 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
         return result
     finally:
         shutdown(dist)
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A finished (or stopped) run loaded back: its config, tokenizer, labels and model."""
+
+    config: Config
+    tokenizer: TextTokenizer
+    labels: LabelSpace
+    model: SequenceClassifier
+    checkpoint: Path
+    base_model: Path
+
+
+def config_from_dict(d: dict) -> Config:
+    """A :class:`Config` from its (possibly partial) dict form, typed and checked like a composed one."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
+
+
+def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
+    """Rebuild the model of a run directory from its base model and the ``best`` (or ``last``) checkpoint."""
+    from ftcore.train import checkpoint as ckpt
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "labels.json").is_file() or not (run_dir / "tokenizer").is_dir():
+        raise CheckpointError(
+            f"{run_dir}: not a training run directory (labels.json and tokenizer/ expected)"
+        )
+    found = ckpt.load_latest(run_dir / "checkpoints" / which, log=log.warning)
+    if found is None:
+        raise CheckpointError(f"{run_dir / 'checkpoints' / which}: no complete checkpoint to load")
+    state, tensors = found
+    cfg = config_from_dict(state["config"])
+    tokenizer = TextTokenizer.from_dir(run_dir / "tokenizer")
+    labels = LabelSpace.load(run_dir / "labels.json")
+    cfg.method.prompt_init = "random"  # the checkpoint holds the trained prompt
+    model = build_model(cfg, Path(state["base_model"]), labels, tokenizer)
+    weights = tensors["model.safetensors"]
+    expected = adapter_state(model) if state["trainable_only"] else model.state_dict()
+    if set(weights) != set(expected) or any(weights[k].shape != expected[k].shape for k in weights):
+        raise CheckpointError(
+            f"{run_dir / 'checkpoints' / which}: tensors do not fit the model rebuilt from its config"
+        )
+    model.load_state_dict(weights, strict=False)
+    return TrainedRun(
+        cfg, tokenizer, labels, model.eval(), run_dir / "checkpoints" / which, Path(state["base_model"])
+    )

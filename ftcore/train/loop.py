@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ftcore.config import OptimConfig, TrainerConfig
 from ftcore.data.batching import collate, epoch_batches, padding_fraction
 from ftcore.data.dataset import LabelSpace, Split, TaskData
+from ftcore.data.tokenizer import EncodedTexts
 from ftcore.errors import CheckpointError, FtcoreError
 from ftcore.metrics import LOWER_IS_BETTER, compute_metrics
 from ftcore.model.heads import SequenceClassifier
@@ -69,35 +70,36 @@ def outputs_from_logits(problem: str, logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate(
+def predict(
     model: SequenceClassifier,
-    split: Split,
-    labels: LabelSpace,
+    encoded: EncodedTexts,
     batch_size: int,
     device: torch.device,
     precision: str,
     pad_id: int = 0,
+    labels: np.ndarray | None = None,
     dist: DistInfo = SINGLE_PROCESS,
-) -> tuple[dict, np.ndarray]:
-    """Metrics of ``split`` (plus its mean ``loss``) and the model outputs in example order.
+) -> tuple[np.ndarray, float | None]:
+    """Model outputs for every example, in example order, and the mean loss when ``labels`` are given.
 
+    Outputs are class probabilities | label probabilities | predictions (see ``outputs_from_logits``).
     Batches are sorted by length (little padding); under DDP each rank scores a share and all ranks
     end with the same gathered result.
     """
     was_training = model.training
     model.eval()
-    lengths = split.encoded.lengths
     batches = epoch_batches(
-        lengths, batch_size, 0, 0, shuffle=False, world_size=dist.world_size, rank=dist.rank
+        encoded.lengths, batch_size, 0, 0, shuffle=False, world_size=dist.world_size, rank=dist.rank
     )
     indices, outputs, loss_sum = [], [], torch.zeros((), device=device)
     for idx in batches:
-        batch = batch_to(collate(split.encoded, idx, split.labels, pad_id), device)
+        batch = batch_to(collate(encoded, idx, labels, pad_id), device)
         with autocast(device, precision):
             logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        loss_sum += model.loss(logits, batch["labels"]) * len(idx)
+        if labels is not None:
+            loss_sum += model.loss(logits, batch["labels"]) * len(idx)
         indices.append(idx)
-        outputs.append(outputs_from_logits(labels.problem, logits))
+        outputs.append(outputs_from_logits(model.problem, logits))
     local = (
         np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64),
         torch.cat(outputs).cpu().numpy() if outputs else None,
@@ -108,10 +110,26 @@ def evaluate(
     stacked = np.concatenate([g[1] for g in gathered if g[1] is not None])
     result = np.empty_like(stacked)
     result[order] = stacked
-    metrics = compute_metrics(labels.problem, split.labels, result, num_classes=labels.num_labels)
-    metrics["loss"] = sum(g[2] for g in gathered) / len(split)
     model.train(was_training)
-    return metrics, result
+    loss = sum(g[2] for g in gathered) / len(encoded) if labels is not None else None
+    return result, loss
+
+
+def evaluate(
+    model: SequenceClassifier,
+    split: Split,
+    labels: LabelSpace,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    pad_id: int = 0,
+    dist: DistInfo = SINGLE_PROCESS,
+) -> tuple[dict, np.ndarray]:
+    """Metrics of ``split`` (see ``ftcore.metrics.compute_metrics``, plus its mean ``loss``) and the outputs."""
+    outputs, loss = predict(model, split.encoded, batch_size, device, precision, pad_id, split.labels, dist)
+    metrics = compute_metrics(labels.problem, split.labels, outputs, num_classes=labels.num_labels)
+    metrics["loss"] = loss
+    return metrics, outputs
 
 
 class StopSignal:

@@ -1,0 +1,59 @@
+"""Score a trained run: ``python scripts/evaluate.py run_dir=<dir> [split=test|validation|train] [file=<new file>]``.
+
+``file=`` scores a new labelled file (jsonl/csv/tsv by extension, or ``format=``) with the run's fields
+and label map; ``data.*`` overrides change how data is read (e.g. ``data.label_field=gold``).
+Prints the metrics as JSON and writes them to ``<run_dir>/eval/<split or file name>.json``.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from ftcore import cli
+from ftcore.data.dataset import build_task_data, encode_split
+from ftcore.data.sources import read_examples
+from ftcore.model.checkpoint_io import save_json
+from ftcore.train.experiment import load_run
+from ftcore.train.loop import evaluate
+from ftcore.train.precision import resolve_device, resolve_precision
+
+DEFAULTS = {"run_dir": "", "split": "test", "file": "", "format": "", "checkpoint": "best", "output": ""}
+
+
+def main() -> None:
+    args, overrides = cli.parse_key_values(sys.argv[1:], DEFAULTS, required=("run_dir",))
+    cli.check_choice_arg("split", args["split"], ("train", "validation", "test"))
+    cli.check_choice_arg("checkpoint", args["checkpoint"], ("best", "last"))
+    run = load_run(args["run_dir"], args["checkpoint"])
+    cfg = cli.apply_overrides(run.config, overrides)
+    device = resolve_device(cfg.trainer.device)
+    precision = resolve_precision(cfg.trainer.precision, device)
+    model = run.model.to(device)
+    if args["file"]:
+        path = Path(args["file"])
+        fmt = args["format"] or path.suffix.lstrip(".")
+        options = {"text_field": cfg.data.text_field, "label_field": cfg.data.label_field,
+                   "text_pair_field": cfg.data.text_pair_field, "problem": cfg.data.problem}  # fmt: skip
+        split = encode_split(
+            "file",
+            read_examples(path, fmt, **options),
+            run.labels,
+            run.tokenizer,
+            cfg.data.max_length,
+            str(path),
+        )
+        name = path.stem
+    else:
+        data = build_task_data(cfg.data, run.tokenizer, labels=run.labels)
+        split, name = data.splits[args["split"]], args["split"]
+    metrics, _ = evaluate(
+        model, split, run.labels, cfg.trainer.eval_batch_size, device, precision, run.tokenizer.pad_id
+    )
+    out = Path(args["output"]) if args["output"] else Path(args["run_dir"]) / "eval" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_json({"split": name, "checkpoint": str(run.checkpoint), "metrics": metrics}, out)
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=2))
+
+
+if __name__ == "__main__":
+    cli.guard(main)

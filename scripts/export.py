@@ -1,0 +1,57 @@
+"""Export a trained run: ``python scripts/export.py run_dir=<dir> format=<peft|hf|ftcore> out=<dir>``.
+
+    peft     adapter_config.json + adapter_model.safetensors for peft (LoRA, DoRA, prefix tuning), the
+             classifier in modules_to_save; load with PeftModel.from_pretrained over the same base model
+    hf       a merged BertForSequenceClassification directory (needs model.pooling=pooler)
+    ftcore   a merged standalone ftcore checkpoint (any pooling, any method)
+
+Every format also gets the run's tokenizer and labels.json, so the directory is self-contained.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+from ftcore import cli
+from ftcore.methods.lora import merge_lora
+from ftcore.methods.peft_io import export_peft
+from ftcore.model.checkpoint_io import export_hf, save_classifier
+from ftcore.train.experiment import load_run
+
+DEFAULTS = {"run_dir": "", "format": "", "out": "", "checkpoint": "best"}
+
+
+def main() -> None:
+    args, overrides = cli.parse_key_values(sys.argv[1:], DEFAULTS, required=("run_dir", "format", "out"))
+    if overrides:
+        cli.fail("export takes no data.* or trainer.* overrides")
+    cli.check_choice_arg("format", args["format"], ("peft", "hf", "ftcore"))
+    cli.check_choice_arg("checkpoint", args["checkpoint"], ("best", "last"))
+    run = load_run(args["run_dir"], args["checkpoint"])
+    out = Path(args["out"])
+    tmp = out.with_name(out.name + ".tmp")  # never leave a half-written export that looks complete
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if args["format"] == "peft":
+            export_peft(run.model, run.config.method, run.base_model, tmp)
+        else:
+            merge_lora(run.model)
+            if run.model.encoder.prefix is not None:
+                run.model.encoder.prefix.fold()
+            if args["format"] == "hf":
+                export_hf(run.model, tmp, dict(enumerate(map(str, run.labels.names))))
+            else:
+                save_classifier(run.model, tmp)
+        run.tokenizer.save(tmp)
+        run.labels.save(tmp / "labels.json")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    print(f"exported {args['format']} to {out}")
+
+
+if __name__ == "__main__":
+    cli.guard(main)
