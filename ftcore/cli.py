@@ -10,10 +10,12 @@ validated once up front (every value of a ``-m`` sweep included) before Hydra st
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ftcore.config import Config, register_configs
@@ -91,7 +93,7 @@ def to_config(cfg: DictConfig) -> Config:
         raise FtcoreError(f"{key} must be set (it is ??? in the config)") from None
 
 
-def main(task: Callable[[DictConfig], None], config_name: str = "config") -> None:
+def main(task: Callable[[DictConfig], object], config_name: str = "config") -> None:
     """Run ``task`` as a Hydra app: validated overrides, one-line user errors, exit code 2 for them."""
     import hydra
 
@@ -102,9 +104,9 @@ def main(task: Callable[[DictConfig], None], config_name: str = "config") -> Non
     if not any(a in ("--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg") for a in argv):
         check_overrides(argv, config_name)
 
-    def guarded(cfg: DictConfig) -> None:
+    def guarded(cfg: DictConfig):
         try:
-            task(cfg)
+            return task(cfg)  # a sweeper (e.g. Optuna) optimises the returned value
         except FtcoreError as e:
             fail(str(e))
 
@@ -169,3 +171,49 @@ def guard(task: Callable[[], None]) -> None:
         task()
     except FtcoreError as e:
         fail(str(e))
+
+
+SUMMARY_KEYS = ("accuracy", "f1_macro", "roc_auc", "f1_micro", "mse", "pearson", "loss")
+
+
+class SweepSummary(Callback):
+    """At the end of a ``-m`` sweep, write ``summary.csv`` and ``summary.md`` at the sweep root.
+
+    One row per job: its overrides, the selection metric and the headline validation/test metrics,
+    best step and training throughput. Jobs without ``metrics.json`` (failed, interrupted) are listed
+    with status ``incomplete``.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        import csv
+
+        root = Path(config.hydra.sweep.dir)
+        rows = []
+        for job in sorted(
+            (d for d in root.iterdir() if (d / ".hydra").is_dir()), key=lambda d: (len(d.name), d.name)
+        ):
+            overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
+            row = {"job": job.name, "overrides": " ".join(str(o) for o in overrides), "status": "incomplete"}
+            if (job / "metrics.json").is_file():
+                metrics = json.loads((job / "metrics.json").read_text())
+                row["status"] = "done"
+                for split in ("val", "test"):
+                    for key in SUMMARY_KEYS:
+                        if metrics[split].get(key) is not None:
+                            row[f"{split}_{key}"] = round(metrics[split][key], 4)
+                row["best_step"] = metrics["best_step"]
+                row["train_samples_per_s"] = round(metrics["train_samples_per_s"], 1)
+            rows.append(row)
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        with open(root / "summary.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        # The markdown table keeps only the overrides that differ between jobs (the CSV has them all).
+        shared = set.intersection(*(set(row["overrides"].split()) for row in rows)) if rows else set()
+        for row in rows:
+            row["overrides"] = " ".join(o for o in row["overrides"].split() if o not in shared)
+        lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+        lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+        (root / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"sweep summary: {root / 'summary.md'}")

@@ -32,7 +32,8 @@ class DataConfig:
 
     ``name`` is ``reviews`` (the bundled Chinese review corpus) or a file format: ``jsonl`` | ``csv`` |
     ``tsv`` with ``train_file`` and optional ``validation_file`` / ``test_file``; a missing split is cut
-    from train, stratified, with ``validation_fraction`` / ``test_fraction``.
+    from train, stratified, with ``validation_fraction`` / ``test_fraction``. ``max_train_samples`` and
+    ``max_eval_samples`` keep a stratified subset of the splits for quick runs.
     """
 
     name: str = "reviews"
@@ -46,6 +47,7 @@ class DataConfig:
     problem: str = "single_label"
     max_length: int = 128
     max_train_samples: int | None = None
+    max_eval_samples: int | None = None
     lowercase: bool | None = None
     split_seed: int = 42
     validation_fraction: float = 0.15
@@ -70,8 +72,10 @@ class DataConfig:
             raise ConfigError("data.label_sep is empty; expected a separator such as '|'")
         if self.max_length < 8:
             raise ConfigError(f"data.max_length={self.max_length} is too small; expected at least 8")
-        if self.max_train_samples is not None and self.max_train_samples < 2:
-            raise ConfigError(f"data.max_train_samples={self.max_train_samples} must be at least 2")
+        for key in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, key)
+            if value is not None and value < 2:
+                raise ConfigError(f"data.{key}={value} must be at least 2")
         check_range("data.validation_fraction", self.validation_fraction, 0.0, 1.0)
         check_range("data.test_fraction", self.test_fraction, 0.0, 1.0)
         if self.validation_fraction + self.test_fraction >= 1.0:

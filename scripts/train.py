@@ -12,11 +12,13 @@ from ftcore import cli
 from ftcore.train.experiment import train
 
 
-def task(cfg) -> None:
+def task(cfg) -> float:
+    """One training job; returns the best validation value of ``trainer.metric`` (what a sweeper optimises)."""
     config = cli.to_config(cfg)
-    run_dir = HydraConfig.get().runtime.output_dir
-    if train(config, run_dir) is None:
+    result = train(config, HydraConfig.get().runtime.output_dir)
+    if result is None:
         sys.exit(130)  # interrupted; the checkpoint to resume from is saved
+    return result["val"][result["metric"]]
 
 
 if __name__ == "__main__":

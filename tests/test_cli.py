@@ -79,3 +79,51 @@ def test_every_value_of_a_sweep_is_checked_before_anything_runs(tmp_path):
     line = one_error_line(run_script("train.py", "-m", "optim.lr=1e-4,-2", f"hydra.sweep.dir={tmp_path}"))
     assert "optim.lr=-2.0 must be positive" in line
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("preset", ["full", "freeze", "bitfit", "lora", "dora", "prefix", "prompt"])
+def test_every_preset_trains_on_the_default_data(preset, tmp_path):
+    """``+exp=<preset>`` on the review corpus and the real MiniLM, cut to a few steps."""
+    done = run_script(
+        "train.py", f"+exp={preset}", "data.max_train_samples=48", "data.max_eval_samples=32", "data.max_length=48",
+        "trainer.max_steps=2", "trainer.batch_size=16", "trainer.progress=false", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["test"]["num_examples"] == 32
+    log = (tmp_path / "train.log").read_text()
+    assert "vocabulary extended by" in log and "trainable parameters:" in log
+    state = json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())
+    assert state["config"]["method"]["name"] == preset
+    assert state["trainable_only"] is (preset != "full")
+
+
+def test_multirun_writes_a_summary_table(tiny_cli_args, tmp_path):
+    done = run_script(
+        "train.py", "-m", *tiny_cli_args, "trainer.epochs=1", "optim.lr=1e-3,3e-3", "method=full,bitfit",
+        f"hydra.sweep.dir={tmp_path}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    assert {r["overrides"].split("optim.lr=")[1].split()[0] for r in rows} == {"0.001", "0.003"}
+    for row in rows:
+        metrics = json.loads((tmp_path / row["job"] / "metrics.json").read_text())
+        assert float(row["test_accuracy"]) == round(metrics["test"]["accuracy"], 4)
+    table = (tmp_path / "summary.md").read_text().splitlines()
+    assert table[0].startswith("| job | overrides | status |") and len(table) == 2 + 4
+
+
+def test_optuna_search_runs_trials_and_summarises_them(tiny_cli_args, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    done = run_script(
+        "train.py", "-m", *tiny_cli_args, "trainer.epochs=1", "+exp=lora", "+search=lora",
+        "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = (tmp_path / "optimization_results.yaml").read_text()
+    assert "best_params" in best and "method.r" in best
+    rows = (tmp_path / "summary.md").read_text().splitlines()[2:]
+    assert len(rows) == 2 and all("method.r=" in row and "| done |" in row for row in rows)

@@ -159,12 +159,18 @@ def read_splits(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict[str, st
         )
         given["train"] = [train[i] for i in rest]
         given.update({s: [train[i] for i in p] for s, p in zip(names, parts)})
-    if cfg.max_train_samples is not None and cfg.max_train_samples < len(given["train"]):
-        train = given["train"]
-        _, kept = stratified_split(
-            _strata(cfg.problem, train), len(train), [cfg.max_train_samples / len(train)], cfg.split_seed + 1
-        )
-        given["train"] = [train[i] for i in kept]
+    limits = {
+        "train": cfg.max_train_samples,
+        "validation": cfg.max_eval_samples,
+        "test": cfg.max_eval_samples,
+    }
+    for split, limit in limits.items():  # quick runs: a stratified subset of a split
+        examples = given[split]
+        if limit is not None and limit < len(examples):
+            _, kept = stratified_split(
+                _strata(cfg.problem, examples), len(examples), [limit / len(examples)], cfg.split_seed + 1
+            )
+            given[split] = [examples[i] for i in kept]
     stats["counts"] = {split: len(given[split]) for split in SPLITS}
     for split in SPLITS:
         if not given[split]:

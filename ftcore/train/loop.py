@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ftcore.data.batching import collate, epoch_batches, padding_fraction
 from ftcore.data.dataset import LabelSpace, Split, TaskData
 from ftcore.data.tokenizer import EncodedTexts
 from ftcore.errors import CheckpointError, FtcoreError
-from ftcore.metrics import LOWER_IS_BETTER, compute_metrics
+from ftcore.metrics import LOWER_IS_BETTER, UndefinedMetricWarning, compute_metrics
 from ftcore.model.heads import SequenceClassifier
 from ftcore.optim import AdamW, Schedule, param_groups
 from ftcore.optim.schedules import warmup_steps_for
@@ -296,9 +297,11 @@ def fit(
 
     def run_evaluation() -> None:
         """Validation metrics at this step; keep the best weights; count evaluations without progress."""
-        metrics, _ = evaluate(
-            model, val, data.labels, trainer.eval_batch_size, device, precision, pad_id, dist
-        )
+        with warnings.catch_warnings():  # an early model predicting one class is expected, not news
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            metrics, _ = evaluate(
+                model, val, data.labels, trainer.eval_batch_size, device, precision, pad_id, dist
+            )
         progress.last_eval_step = progress.step
         if metric not in metrics or metrics[metric] is None:
             raise FtcoreError(f"trainer.metric={metric!r} is not available for {problem}; choose one of "
@@ -407,6 +410,9 @@ def fit(
                     values = {"loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm.item(),
                               "samples_per_s": speed, "loss_scale": scaler.scale if scaler.enabled else None}  # fmt: skip
                     reporter.scalars(progress.step, values, "train")
+                    if not trainer.progress:  # without a progress bar, say how it goes in the log
+                        log.info("step %d/%d: loss %.4f, lr %.2e, %.1f samples/s", progress.step, total_steps,
+                                 mean_loss, values["lr"], speed)  # fmt: skip
                     reporter.advance(
                         0, loss=f"{mean_loss:.4f}", lr=f"{values['lr']:.2e}", samples_s=f"{speed:.1f}"
                     )
