@@ -30,9 +30,11 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def _one_line(e: Exception) -> str:
-    """Hydra/OmegaConf messages span lines (key, object type...): keep what a user needs."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+def _one_line(e: BaseException) -> str:
+    """Hydra/OmegaConf messages span lines and causes (key, object type...): keep what a user needs."""
+    text = str(e) if e.__cause__ is None else f"{e}\n{e.__cause__}"
+    text = text.split("Config search path:")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     keep = [line for line in lines if not line.startswith(("object_type=", "To append", "reference_type="))]
     return "; ".join(keep) or type(e).__name__
 

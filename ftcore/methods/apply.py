@@ -100,8 +100,13 @@ def apply_method(
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable tensors of ``model``: everything an adapter checkpoint needs over its base."""
-    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    """Everything an adapter checkpoint needs over its base: the trainable tensors, plus the rows of
+    tokens added to the vocabulary (they are not in the base file, trained or not)."""
+    return {
+        name: p.detach()
+        for name, p in model.named_parameters()
+        if p.requires_grad or name.endswith("embeddings.added.weight")
+    }
 
 
 def trainable_report(model: nn.Module) -> str:

@@ -321,12 +321,21 @@ class BertModel(nn.Module):
         return self.pooler(hidden)
 
     @torch.no_grad()
-    def add_tokens(self, n: int) -> None:
-        """Grow the vocabulary by ``n`` ids (``vocab_size`` and up); new rows start at the mean embedding."""
+    def add_tokens(self, n: int, init: str = "mean") -> None:
+        """Grow the vocabulary by ``n`` ids (``vocab_size`` and up).
+
+        New rows start at the mean pretrained embedding (``init="mean"``), or at that mean plus noise
+        with the pretrained rows' per-dimension spread (``init="random"``), which tells them apart from
+        the first step.
+        """
         if n <= 0:
             return
         emb = self.embeddings
         rows = emb.word.weight.mean(dim=0).expand(n, -1)
+        if init == "random":
+            rows = rows + torch.randn_like(rows) * emb.word.weight.std(dim=0)
+        elif init != "mean":
+            raise ValueError(f"unknown init {init!r} for added tokens; expected 'mean' or 'random'")
         if emb.added is not None:
             rows = torch.cat([emb.added.weight, rows])
         emb.added = nn.Embedding(rows.shape[0], rows.shape[1], device=rows.device, dtype=rows.dtype)

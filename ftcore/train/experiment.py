@@ -69,7 +69,9 @@ def build_model(
         class_weights=None if class_weights is None else torch.from_numpy(class_weights),
         label_smoothing=cfg.model.label_smoothing,
     )
-    model.encoder.add_tokens(tokenizer.vocab_size - model.encoder.config.vocab_size)
+    model.encoder.add_tokens(
+        tokenizer.vocab_size - model.encoder.config.vocab_size, cfg.model.extend_vocab_init
+    )
     prompt_ids = None
     if cfg.method.name == "prompt" and cfg.method.prompt_init == "text":
         encoded = tokenizer.encode_batch([cfg.method.prompt_init_text], max_length=512)

@@ -25,6 +25,7 @@ from ftcore.data.batching import collate, epoch_batches, padding_fraction
 from ftcore.data.dataset import LabelSpace, Split, TaskData
 from ftcore.data.tokenizer import EncodedTexts
 from ftcore.errors import CheckpointError, FtcoreError
+from ftcore.methods.apply import adapter_state
 from ftcore.metrics import LOWER_IS_BETTER, UndefinedMetricWarning, compute_metrics
 from ftcore.model.heads import SequenceClassifier
 from ftcore.optim import AdamW, Schedule, param_groups
@@ -214,8 +215,8 @@ def fit(
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     names = {p: n for n, p in model.named_parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
-    trainable_names = {names[p] for p in trainable}
     trainable_only = len(trainable) < len(names)  # a frozen base is not copied into checkpoints
+    adapter_names = set(adapter_state(model))
     scaler = LossScaler(enabled=precision == "fp16")
     ddp = DistributedDataParallel(model) if dist.enabled else model
     progress = Progress()
@@ -223,7 +224,7 @@ def fit(
 
     def model_tensors() -> dict[str, torch.Tensor]:
         state = model.state_dict()
-        return {n: state[n] for n in trainable_names} if trainable_only else state
+        return {n: state[n] for n in adapter_names} if trainable_only else state
 
     saved_at = [None]  # step of the newest checkpoint on disk
 
