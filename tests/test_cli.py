@@ -127,3 +127,24 @@ def test_optuna_search_runs_trials_and_summarises_them(tiny_cli_args, tmp_path):
     assert "best_params" in best and "method.r" in best
     rows = (tmp_path / "summary.md").read_text().splitlines()[2:]
     assert len(rows) == 2 and all("method.r=" in row and "| done |" in row for row in rows)
+
+
+def test_csv_with_custom_columns(tiny_cli_args, tiny_data, tmp_path):
+    import csv
+
+    with open(tmp_path / "train.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "review", "stars"])
+        for i, line in enumerate(tiny_data["train"].read_text().splitlines()):
+            record = json.loads(line)
+            writer.writerow([i, record["text"], record["label"]])
+    args = [a for a in tiny_cli_args if not a.startswith(("data", "trainer.batch_size"))]
+    done = run_script(
+        "train.py", *args, "data=csv", f"data.train_file={tmp_path / 'train.csv'}", "data.text_field=review",
+        "data.label_field=stars", "model.pooling=cls", "trainer.epochs=1", "trainer.batch_size=8",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # validation and test were cut from the 96 training rows, 15% each
+    assert metrics["val"]["num_examples"] == metrics["test"]["num_examples"] == 14

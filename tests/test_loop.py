@@ -177,3 +177,12 @@ def test_unknown_selection_metric_is_a_user_error(tiny_run_config, tmp_path):
     tiny_run_config.trainer.metric = "bleu"
     with pytest.raises(FtcoreError, match="trainer.metric='bleu' is not available for single_label"):
         train(tiny_run_config, tmp_path)
+
+
+def test_augmented_training_runs_and_still_learns(tiny_run_config, tmp_path):
+    cfg = tiny_run_config
+    cfg.data.augment = "delete_swap"
+    cfg.data.augment_prob = 0.1
+    cfg.trainer.epochs = 8
+    result = train(cfg, tmp_path)
+    assert result["test"]["accuracy"] >= 0.8
