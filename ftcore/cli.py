@@ -10,6 +10,7 @@ validated once up front (every value of a ``-m`` sweep included) before Hydra st
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -101,11 +102,10 @@ def main(task: Callable[[DictConfig], object], config_name: str = "config") -> N
 
     register_configs()
     argv = sys.argv[1:]
-    if not any(a.startswith("hydra.job.name=") for a in argv):
-        sys.argv.append(f"hydra.job.name={Path(sys.argv[0]).stem}")  # so the log file is <script>.log
     if not any(a in ("--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg") for a in argv):
         check_overrides(argv, config_name)
 
+    @functools.wraps(task)  # Hydra names the job (and its log file) after the script that defines task
     def guarded(cfg: DictConfig):
         try:
             return task(cfg)  # a sweeper (e.g. Optuna) optimises the returned value
