@@ -1,0 +1,51 @@
+"""Model FLOPs of a training step, counted from the architecture (2 FLOPs per multiply-add).
+
+Per token and layer the forward pass costs
+
+    dense       2 · (4H² + 2HI)     query, key, value, output projections and the feed-forward
+    attention   2 · 2LH             Q·Kᵀ and P·V over L keys
+
+and the head 2H² + 2HC (pooler, classifier) once per sequence. In the backward pass, a layer that
+gradients flow through costs its dense part once more (input gradients) plus twice its attention part
+(both operands of Q·Kᵀ and P·V come from activations); a layer whose weights train adds its dense part
+again (weight gradients). Gradients flow down to the lowest layer holding a trainable tensor. So full
+fine-tuning costs about 3× the forward pass and a frozen base with small adapters about 2× (adapter
+matmuls are small and not counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftcore.model.bert import BertConfig
+
+
+@dataclass(frozen=True)
+class StepFlops:
+    """FLOPs per token of one training step."""
+
+    forward: float
+    backward: float
+
+    @property
+    def total(self) -> float:
+        return self.forward + self.backward
+
+
+def step_flops_per_token(
+    cfg: BertConfig, seq_len: int, num_labels: int, method: str, freeze_layers: int = 0
+) -> StepFlops:
+    """FLOPs per token of one training step (forward + backward) for a fine-tuning ``method``."""
+    N, H, ffn = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
+    dense = 2 * (4 * H * H + 2 * H * ffn)
+    attention = 2 * 2 * seq_len * H
+    head = (2 * H * H + 2 * H * num_labels) / seq_len
+    if method == "full":
+        through, trained = N, N
+    elif method == "freeze":
+        through = trained = N - freeze_layers
+    else:  # a frozen base: gradients pass every layer, no base weight gets one
+        through, trained = N, 0
+    forward = N * (dense + attention) + head
+    backward = through * (dense + 2 * attention) + trained * dense + 2 * head
+    return StepFlops(forward, backward)

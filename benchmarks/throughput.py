@@ -1,0 +1,334 @@
+"""Training throughput of ftcore, and of transformers (+ peft) on the identical job, in one run.
+
+    python benchmarks/throughput.py --method lora --batch-size 32 --seq-len 128 --precision bf16 \\
+        --steps 20 --baseline hf --json results.json
+
+Each step is a full training step (forward, loss, backward, optimizer) on a fixed batch of random token
+ids with no padding. With ``--baseline hf`` the two implementations alternate in ``--rounds`` blocks
+(ours, theirs, ours, ...) after their warm-up steps, so both see the same machine state; medians are
+reported. Every record also carries the model FLOPs per token (benchmarks/flops.py), the achieved
+FLOP/s and the MFU against a matmul peak measured in the same run with the same dtype (and against the
+vendor's peak where it is known).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.flops import step_flops_per_token  # noqa: E402
+from ftcore.config import MethodConfig, ModelConfig  # noqa: E402
+from ftcore.methods import apply_method  # noqa: E402
+from ftcore.model import BertConfig, SequenceClassifier  # noqa: E402
+from ftcore.optim import AdamW, param_groups  # noqa: E402
+from ftcore.train.precision import autocast, resolve_device  # noqa: E402
+
+METHODS = ("full", "freeze", "bitfit", "lora", "dora", "prefix", "prompt")
+# Dense bf16/fp16 (and TF32 for fp32) tensor-core peaks, FLOP/s, by device-name substring.
+VENDOR_PEAKS = {
+    "H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 494e12},
+    "H200": {"bf16": 989e12, "fp16": 989e12, "fp32": 494e12},
+    "A100": {"bf16": 312e12, "fp16": 312e12, "fp32": 156e12},
+}
+BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+
+
+def method_config(name: str, num_layers: int) -> MethodConfig:
+    """The same settings on both sides: LoRA r=8, alpha=16 on query/value; 20 virtual tokens; freezing
+    the embeddings and the bottom half of the layers."""
+    return MethodConfig(
+        name=name, r=8, alpha=16.0, dropout=0.1, targets=["query", "value"], freeze_layers=num_layers // 2
+    )
+
+
+def model_dir(spec: str, work: Path) -> Path:
+    """``minilm``, ``bert-base`` (random init, BERT-base shape) or a local HF-format directory."""
+    if spec == "minilm":
+        return ModelConfig().resolve_path()
+    if spec == "bert-base":
+        from ftcore.model import BertModel
+
+        path = work / "bert-base-random"
+        if not (path / "config.json").is_file():
+            torch.manual_seed(0)
+            BertModel(BertConfig(**BERT_BASE)).save_pretrained(path)
+        return path
+    return Path(spec)
+
+
+# --- the two implementations ----------------------------------------------------------------------
+
+
+def build_ftcore(path: Path, method: str, device: torch.device):
+    model = SequenceClassifier.from_pretrained(path, num_labels=2, pooling="pooler")
+    apply_method(model, method_config(method, model.encoder.config.num_hidden_layers))
+    model.to(device).train()
+    optimizer = AdamW(param_groups(model, lr=1e-4, weight_decay=0.01))
+
+    def forward(ids, labels):
+        return model.loss(model(ids), labels)
+
+    return model, optimizer, forward
+
+
+def build_hf(path: Path, method: str, device: torch.device):
+    import peft
+    import transformers
+
+    model = transformers.BertForSequenceClassification.from_pretrained(
+        path, num_labels=2, attn_implementation="sdpa"
+    )
+    cfg = method_config(method, model.config.num_hidden_layers)
+    if method in ("lora", "dora"):
+        lora = peft.LoraConfig(task_type="SEQ_CLS", r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                               target_modules=["query", "value"], use_dora=method == "dora")  # fmt: skip
+        model = peft.get_peft_model(model, lora)
+    elif method == "prefix":
+        model = peft.get_peft_model(
+            model, peft.PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=cfg.num_virtual_tokens)
+        )
+    elif method == "prompt":
+        model = peft.get_peft_model(
+            model, peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=cfg.num_virtual_tokens)
+        )
+    elif method == "bitfit":
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.endswith(".bias") or name.startswith("classifier."))
+    elif method == "freeze":
+        model.bert.embeddings.requires_grad_(False)
+        for layer in model.bert.encoder.layer[: cfg.freeze_layers]:
+            layer.requires_grad_(False)
+    model.to(device).train()
+    decay = [
+        p
+        for n, p in model.named_parameters()
+        if p.requires_grad and not n.endswith("bias") and "LayerNorm" not in n
+    ]
+    no_decay = [
+        p for n, p in model.named_parameters() if p.requires_grad and (n.endswith("bias") or "LayerNorm" in n)
+    ]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4
+    )
+
+    def forward(ids, labels):
+        return F.cross_entropy(model(input_ids=ids).logits.float(), labels)
+
+    return model, optimizer, forward
+
+
+# --- measuring ---------------------------------------------------------------------------------------
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak resident set)
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def matmul_peak(device: torch.device, precision: str) -> float:
+    """FLOP/s of a large square matmul in the dtype the run uses (best of a few)."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    n = 4096 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(5):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+class Runner:
+    """One implementation, ready to time training steps on a fixed batch."""
+
+    def __init__(
+        self, name, build, path, method, device, precision, batch_size, seq_len, compile_model, vocab
+    ):
+        torch.manual_seed(0)
+        self.name, self.device, self.precision = name, device, precision
+        self.model, self.optimizer, forward = build(path, method, device)
+        self.forward = torch.compile(forward) if compile_model else forward
+        self.ids = torch.randint(min(1000, vocab // 2), vocab, (batch_size, seq_len), device=device)
+        self.labels = torch.randint(0, 2, (batch_size,), device=device)
+        self.times: list[float] = []
+        self.compile_seconds = None
+
+    def step(self) -> float:
+        sync(self.device)
+        start = time.perf_counter()
+        with autocast(self.device, self.precision):
+            loss = self.forward(self.ids, self.labels)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        sync(self.device)
+        return time.perf_counter() - start
+
+    def warm_up(self, steps: int, compiled: bool) -> None:
+        reset_peak_memory(self.device)
+        first = self.step()  # includes compilation with --compile
+        self.compile_seconds = first if compiled else None
+        for _ in range(steps - 1):
+            self.step()
+
+    def run(self, steps: int) -> None:
+        self.times += [self.step() for _ in range(steps)]
+
+
+def record(runner: Runner, args, flops, peak: float, vendor: float | None) -> dict:
+    t = sorted(runner.times)
+    median = statistics.median(t)
+    q = statistics.quantiles(t, n=10) if len(t) >= 2 else [t[0]] * 9
+    tokens = args.batch_size * args.seq_len
+    achieved = flops.total * tokens / median
+    return {
+        "impl": runner.name,
+        "method": args.method,
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "precision": args.precision,
+        "device": str(runner.device),
+        "compile": args.compile,
+        "steps": len(t),
+        "samples_per_s": args.batch_size / median,
+        "tokens_per_s": tokens / median,
+        "step_time_s": {"median": median, "p10": q[0], "p90": q[-1]},
+        "peak_memory_mb": peak_memory_mb(runner.device),
+        "compile_seconds": runner.compile_seconds,
+        "model_flops_per_token": flops.total,
+        "achieved_flops_per_s": achieved,
+        "matmul_peak_flops_per_s": peak,
+        "mfu": achieved / peak,
+        "vendor_peak_flops_per_s": vendor,
+        "mfu_vendor": achieved / vendor if vendor else None,
+        "machine": machine(runner.device),
+    }
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", choices=METHODS, default="lora")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="bf16")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per implementation")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved blocks per implementation")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--model", default="minilm", help="minilm | bert-base (random init) | <HF-format dir>"
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the forward+loss")
+    parser.add_argument("--baseline", choices=("none", "hf"), default="none")
+    parser.add_argument("--json", type=Path, help="append the records to this JSON list")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    if args.precision == "fp16" and device.type != "cuda":
+        parser.error("fp16 needs a CUDA device")
+    work = Path(os.environ.get("FTCORE_BENCH_DIR", Path.home() / ".cache" / "ftcore-bench"))
+    path = model_dir(args.model, work)
+    bert = BertConfig.from_json(path / "config.json")
+    freeze_layers = method_config(args.method, bert.num_hidden_layers).freeze_layers
+    flops = step_flops_per_token(bert, args.seq_len, 2, args.method, freeze_layers)
+
+    runners = [
+        Runner(
+            "ftcore",
+            build_ftcore,
+            path,
+            args.method,
+            device,
+            args.precision,
+            args.batch_size,
+            args.seq_len,
+            args.compile,
+            bert.vocab_size,
+        )
+    ]
+    if args.baseline == "hf":
+        runners.append(
+            Runner(
+                "hf",
+                build_hf,
+                path,
+                args.method,
+                device,
+                args.precision,
+                args.batch_size,
+                args.seq_len,
+                args.compile,
+                bert.vocab_size,
+            )
+        )
+    for r in runners:
+        r.warm_up(max(1, args.warmup), args.compile)
+    per_round = max(1, args.steps // args.rounds)
+    for _ in range(args.rounds):
+        for r in runners:
+            r.run(per_round)
+    peak = matmul_peak(device, args.precision)
+    vendor = next(
+        (
+            v[args.precision]
+            for k, v in VENDOR_PEAKS.items()
+            if device.type == "cuda" and k in machine(device)
+        ),
+        None,
+    )
+    records = [record(r, args, flops, peak, vendor) for r in runners]
+
+    for rec in records:
+        print(f"{rec['impl']:>7} {args.method} B={args.batch_size} L={args.seq_len} {args.precision}: "
+              f"{rec['samples_per_s']:.1f} samples/s, step {rec['step_time_s']['median'] * 1e3:.1f} ms, "
+              f"MFU {100 * rec['mfu']:.1f}% of measured peak")  # fmt: skip
+    if len(records) == 2:
+        print(f"ftcore / hf = {records[0]['samples_per_s'] / records[1]['samples_per_s']:.2f}x")
+    if args.json:
+        existing = json.loads(args.json.read_text()) if args.json.is_file() else []
+        args.json.write_text(json.dumps(existing + records, indent=1))
+    return records
+
+
+if __name__ == "__main__":
+    main()
