@@ -262,7 +262,7 @@ class TrainerConfig:
     device: str = "auto"
     eval_every: int | None = None
     save_every: int | None = None
-    metric: str = "accuracy"
+    metric: str | None = None
     early_stopping_patience: int | None = None
     seed: int = 42
     log_every: int = 20
@@ -301,14 +301,10 @@ class Config:
     def validate(self) -> None:
         for group in (self.model, self.data, self.method, self.optim, self.trainer):
             group.validate()
-        if (
-            self.method.name in ("prefix", "prompt")
-            and self.data.max_length + self.method.num_virtual_tokens > 512
-        ):
-            raise ConfigError(
-                f"data.max_length={self.data.max_length} + method.num_virtual_tokens={self.method.num_virtual_tokens} "
-                "exceeds the 512 positions of BERT-style encoders; shorten one of them"
-            )
+        if self.trainer.metric is not None:
+            from ftcore.metrics import SCALAR_METRICS
+
+            check_choice("trainer.metric", self.trainer.metric, ("loss", *SCALAR_METRICS[self.data.problem]))
 
 
 def register_configs() -> None:

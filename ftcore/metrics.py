@@ -37,6 +37,7 @@ SCALAR_METRICS = {
     "regression": ("mse", "mae", "pearson"),
 }  # fmt: skip
 LOWER_IS_BETTER = ("loss", "mse", "mae")
+DEFAULT_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse"}
 
 
 class UndefinedMetricWarning(UserWarning):

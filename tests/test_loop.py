@@ -171,18 +171,35 @@ def test_early_stopping_after_patience_evaluations_without_progress(tiny_run_con
     assert "early stopping: no better loss in 2 evaluations" in (tmp_path / "train.log").read_text()
 
 
-def test_unknown_selection_metric_is_a_user_error(tiny_run_config, tmp_path):
-    from ftcore.errors import FtcoreError
+def test_selection_metric_must_exist_for_the_problem(tiny_run_config, tmp_path):
+    from ftcore.errors import ConfigError
 
     tiny_run_config.trainer.metric = "bleu"
-    with pytest.raises(FtcoreError, match="trainer.metric='bleu' is not available for single_label"):
+    with pytest.raises(ConfigError, match="trainer.metric='bleu' is not valid; expected one of loss, accuracy"):
+        train(tiny_run_config, tmp_path)
+    tiny_run_config.trainer.metric = "mse"  # a regression metric on a classification task
+    with pytest.raises(ConfigError, match="trainer.metric='mse'"):
         train(tiny_run_config, tmp_path)
 
 
-def test_augmented_training_runs_and_still_learns(tiny_run_config, tmp_path):
+@pytest.mark.parametrize("problem", ["multi_label", "regression"])
+def test_multi_label_and_regression_runs_select_by_their_default_metric(tiny_run_config, tmp_path, problem):
+    files = {}
+    for split in ("train", "validation", "test"):
+        source = getattr(tiny_run_config.data, f"{split}_file")
+        rows = [json.loads(line) for line in open(source).read().splitlines()]
+        out = tmp_path / f"{split}.jsonl"
+        with open(out, "w") as f:
+            for r in rows:
+                label = [r["label"], "any"] if problem == "multi_label" else float(r["label"] == "pos")
+                f.write(json.dumps({"text": r["text"], "label": label}) + "\n")
+        files[split] = str(out)
     cfg = tiny_run_config
-    cfg.data.augment = "delete_swap"
-    cfg.data.augment_prob = 0.1
-    cfg.trainer.epochs = 8
-    result = train(cfg, tmp_path)
-    assert result["test"]["accuracy"] >= 0.8
+    cfg.data.problem = problem
+    cfg.data.train_file, cfg.data.validation_file, cfg.data.test_file = files["train"], files["validation"], files["test"]
+    cfg.trainer.epochs = 6
+    result = train(cfg, tmp_path / "run")
+    if problem == "multi_label":
+        assert result["metric"] == "f1_micro" and result["test"]["f1_micro"] >= 0.9
+    else:
+        assert result["metric"] == "mse" and result["test"]["mse"] <= 0.15 and result["test"]["pearson"] >= 0.7  # chance: 0.25, 0

@@ -27,7 +27,7 @@ from torch import nn
 
 from ftcore.config import MethodConfig
 from ftcore.errors import CheckpointError, ConfigError
-from ftcore.methods.lora import inject_lora
+from ftcore.methods.lora import LoRALinear, inject_lora
 from ftcore.methods.prefix import PrefixEncoder
 from ftcore.methods.prompt import SoftPrompt
 from ftcore.model.heads import SequenceClassifier
@@ -71,15 +71,14 @@ def apply_method(
             bert.num_hidden_layers, bert.hidden_size, bert.num_attention_heads, cfg.num_virtual_tokens,
             projection=cfg.prefix_projection, projection_hidden=cfg.prefix_hidden,
         ).to(encoder.embeddings.word.weight.device)  # fmt: skip
-    budget = bert.max_position_embeddings  # prefix and prompt both move the real tokens P positions right
-    if (
-        cfg.name in ("prefix", "prompt")
-        and max_length is not None
-        and max_length + cfg.num_virtual_tokens > budget
-    ):
+    virtual = (
+        cfg.num_virtual_tokens if cfg.name in ("prefix", "prompt") else 0
+    )  # they shift real tokens right
+    if max_length is not None and max_length + virtual > bert.max_position_embeddings:
+        extra = f" + method.num_virtual_tokens={virtual}" if virtual else ""
         raise ConfigError(
-            f"data.max_length={max_length} + method.num_virtual_tokens={cfg.num_virtual_tokens} exceeds the "
-            f"model's {budget} positions; shorten one of them"
+            f"data.max_length={max_length}{extra} exceeds the model's {bert.max_position_embeddings} positions; "
+            "shorten it"
         )
     if cfg.name == "prompt":
         init = None
@@ -92,8 +91,9 @@ def apply_method(
         encoder.prompt = SoftPrompt(cfg.num_virtual_tokens, bert.hidden_size, cfg.prompt_position, init)
 
     model.head.requires_grad_(True)
-    if frozen_base and cfg.train_pooler and model.pooling == "pooler":
-        encoder.pooler.requires_grad_(True)
+    lora_pooler = encoder.pooler is not None and isinstance(encoder.pooler.dense, LoRALinear)
+    if frozen_base and cfg.train_pooler and model.pooling == "pooler" and not lora_pooler:
+        encoder.pooler.requires_grad_(True)  # (a LoRA-wrapped pooler trains through its adapter instead)
     if encoder.embeddings.added is not None and cfg.train_added_tokens:
         encoder.embeddings.added.requires_grad_(True)
     return model

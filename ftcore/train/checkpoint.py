@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ftcore.errors import CheckpointError
+from ftcore.methods.apply import adapter_state
 
 FORMAT = "ftcore.train_checkpoint/1"
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
@@ -112,6 +113,16 @@ def load_optimizer_state(
         optimizer.state[by_name[name]][slot] = value.to(by_name[name].device)
     for name, step in json_state["steps"].items():
         optimizer.state[by_name[name]]["step"] = step
+
+
+def load_model_tensors(model: torch.nn.Module, tensors: dict, trainable_only: bool, source) -> None:
+    """Load a training checkpoint's tensors into ``model``, refusing any that do not fit it exactly."""
+    expected = adapter_state(model) if trainable_only else model.state_dict()
+    wrong = sorted(set(tensors) ^ set(expected))
+    wrong += [k for k in tensors if k in expected and tensors[k].shape != expected[k].shape]
+    if wrong:
+        raise CheckpointError(f"{source}: tensors do not fit this model and method: {', '.join(wrong[:5])}")
+    model.load_state_dict(tensors, strict=False)
 
 
 # --- writing and reading ------------------------------------------------------------------------------

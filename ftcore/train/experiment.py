@@ -13,6 +13,7 @@ The run directory holds everything needed to use the model later without the ori
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import random
@@ -25,7 +26,7 @@ from ftcore.config import Config
 from ftcore.data.dataset import LabelSpace, TaskData, build_task_data, read_splits
 from ftcore.data.tokenizer import TextTokenizer
 from ftcore.errors import CheckpointError, ConfigError
-from ftcore.methods import adapter_state, apply_method, trainable_report
+from ftcore.methods import apply_method, trainable_report
 from ftcore.model import SequenceClassifier
 from ftcore.model.checkpoint_io import save_json
 from ftcore.train.distributed import DistInfo, barrier, init_distributed, shutdown
@@ -33,16 +34,22 @@ from ftcore.train.logging import attach_log_file, log
 from ftcore.train.loop import fit
 from ftcore.train.precision import resolve_device, resolve_precision
 
-# Settings that change how a run reports, not what it computes: resuming may change them.
-COSMETIC_KEYS = {"resume": None, "trainer": ("progress", "log_every", "threads")}
+# trainer.* settings that change how a run reports, not what it computes: resuming may change them.
+COSMETIC_TRAINER_KEYS = ("progress", "log_every", "threads")
 
 
-def fingerprint(cfg: Config) -> dict:
-    """The config as a dict, without the keys a resumed run may change."""
+def fingerprint(cfg: Config, data: TaskData, precision: str) -> dict:
+    """What a checkpoint must agree with to be resumed: the config (less cosmetic keys), the precision
+    actually used (``auto`` resolves per machine) and a digest of the encoded training data."""
     d = dataclasses.asdict(cfg)
     d.pop("resume")
-    for key in COSMETIC_KEYS["trainer"]:
+    for key in COSMETIC_TRAINER_KEYS:
         d["trainer"].pop(key)
+    train = data.splits["train"]
+    digest = hashlib.sha256()
+    for array in (train.encoded.ids, train.encoded.offsets, train.labels):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    d["resolved"] = {"precision": precision, "train_examples": len(train), "train_sha256": digest.hexdigest()}
     return d
 
 
@@ -103,8 +110,12 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
     """Run one training job into ``run_dir``; returns the metrics written to metrics.json (None if interrupted)."""
     run_dir = Path(run_dir)
     cfg.validate()
-    if cfg.resume is not None and not (Path(cfg.resume) / "checkpoints").is_dir():
-        raise ConfigError(f"resume={cfg.resume}: not a run directory with checkpoints/ to continue from")
+    if cfg.resume is not None:
+        if not (Path(cfg.resume) / "checkpoints").is_dir():
+            raise ConfigError(f"resume={cfg.resume}: not a run directory with checkpoints/ to continue from")
+        if Path(cfg.resume).resolve() != run_dir.resolve():
+            raise ConfigError(f"resume={cfg.resume} continues in its own directory, not in {run_dir}; "
+                              "drop hydra.run.dir (and -m) when resuming")  # fmt: skip
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     dist, device = init_distributed(resolve_device(cfg.trainer.device))
@@ -118,13 +129,15 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
         seed_everything(cfg.trainer.seed)
         tokenizer, data, model_dir = prepare(cfg, dist)
         model = build_model(cfg, model_dir, data.labels, tokenizer, data.class_weights)
+        if dist.enabled:  # same initial weights everywhere (DDP also broadcasts them), own dropout streams
+            torch.manual_seed(cfg.trainer.seed + 1000 * dist.rank)
         if dist.is_main:
             log.info("model: %s (%s pooling); %s", model_dir, cfg.model.pooling, trainable_report(model))
             tokenizer.save(run_dir / "tokenizer")
             data.labels.save(run_dir / "labels.json")
         extra = {"base_model": str(model_dir), "vocab_size": tokenizer.vocab_size}
         result = fit(
-            model, data, cfg.trainer, cfg.optim, run_dir, device, precision, fingerprint(cfg),
+            model, data, cfg.trainer, cfg.optim, run_dir, device, precision, fingerprint(cfg, data, precision),
             pad_id=tokenizer.pad_id, pad_to_multiple=cfg.data.pad_to_multiple,
             augment_prob=cfg.data.augment_prob if cfg.data.augment != "none" else 0.0,
             resume=cfg.resume is not None, dist=dist, extra_state=extra,
@@ -171,18 +184,14 @@ def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
     if found is None:
         raise CheckpointError(f"{run_dir / 'checkpoints' / which}: no complete checkpoint to load")
     state, tensors = found
-    cfg = config_from_dict(state["config"])
+    cfg = config_from_dict({k: v for k, v in state["config"].items() if k != "resolved"})
     tokenizer = TextTokenizer.from_dir(run_dir / "tokenizer")
     labels = LabelSpace.load(run_dir / "labels.json")
     cfg.method.prompt_init = "random"  # the checkpoint holds the trained prompt
     model = build_model(cfg, Path(state["base_model"]), labels, tokenizer)
-    weights = tensors["model.safetensors"]
-    expected = adapter_state(model) if state["trainable_only"] else model.state_dict()
-    if set(weights) != set(expected) or any(weights[k].shape != expected[k].shape for k in weights):
-        raise CheckpointError(
-            f"{run_dir / 'checkpoints' / which}: tensors do not fit the model rebuilt from its config"
-        )
-    model.load_state_dict(weights, strict=False)
+    ckpt.load_model_tensors(
+        model, tensors["model.safetensors"], state["trainable_only"], run_dir / "checkpoints" / which
+    )
     return TrainedRun(
         cfg, tokenizer, labels, model.eval(), run_dir / "checkpoints" / which, Path(state["base_model"])
     )

@@ -3,7 +3,8 @@
 
 One optimizer step = one *window* of ``batch_size × grad_accum`` examples (per process), run as
 ``grad_accum`` micro-batches whose losses are weighted by their share of the window, so accumulating
-4 batches of 2 gives the same gradient as one batch of the same 8 examples. Everything random is seeded from ``trainer.seed`` and saved in checkpoints, so a resumed run
+4 batches of 2 gives the same gradient as one batch of the same 8 examples (with class weights, the
+weighted mean is taken per micro-batch, so this holds only approximately). Everything random is seeded from ``trainer.seed`` and saved in checkpoints, so a resumed run
 ends with the same weights as one never stopped.
 """
 
@@ -26,12 +27,12 @@ from ftcore.data.dataset import LabelSpace, Split, TaskData
 from ftcore.data.tokenizer import EncodedTexts
 from ftcore.errors import CheckpointError, FtcoreError
 from ftcore.methods.apply import adapter_state
-from ftcore.metrics import LOWER_IS_BETTER, UndefinedMetricWarning, compute_metrics
+from ftcore.metrics import DEFAULT_METRIC, LOWER_IS_BETTER, UndefinedMetricWarning, compute_metrics
 from ftcore.model.heads import SequenceClassifier
 from ftcore.optim import AdamW, Schedule, param_groups
 from ftcore.optim.schedules import warmup_steps_for
 from ftcore.train import checkpoint as ckpt
-from ftcore.train.distributed import SINGLE_PROCESS, DistInfo, broadcast_object, gather_objects
+from ftcore.train.distributed import SINGLE_PROCESS, DistInfo, barrier, broadcast_object, gather_objects
 from ftcore.train.logging import Reporter, log
 from ftcore.train.precision import LossScaler, autocast
 
@@ -191,7 +192,7 @@ def fit(
     wall_start = time.perf_counter()
     train, val = data.splits["train"], data.splits["validation"]
     problem = data.labels.problem
-    metric = trainer.metric
+    metric = trainer.metric or DEFAULT_METRIC[problem]
     maximize = metric not in LOWER_IS_BETTER
 
     # --- set-up ------------------------------------------------------------------------------------
@@ -263,10 +264,7 @@ def fit(
                 raise CheckpointError(
                     f"{last_dir} was written by {len(state['rng'])} processes, this run has {dist.world_size}"
                 )
-            saved = tensors["model.safetensors"]
-            if set(saved) != set(model_tensors()):
-                raise CheckpointError(f"{last_dir}: its tensors do not match this model and method")
-            model.load_state_dict(saved, strict=False)
+            ckpt.load_model_tensors(model, tensors["model.safetensors"], trainable_only, last_dir)
             ckpt.load_optimizer_state(
                 optimizer, names, state["optimizer"], tensors["optimizer.safetensors"], str(last_dir)
             )
@@ -296,28 +294,31 @@ def fit(
         precision, device, 100 * padding,
     )  # fmt: skip
 
+    best_in_memory: dict[str, torch.Tensor] = {}  # every rank keeps its own copy of the best weights
+
     def run_evaluation() -> None:
         """Validation metrics at this step; keep the best weights; count evaluations without progress."""
+        check_finite()
         with warnings.catch_warnings():  # an early model predicting one class is expected, not news
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             metrics, _ = evaluate(
                 model, val, data.labels, trainer.eval_batch_size, device, precision, pad_id, dist
             )
         progress.last_eval_step = progress.step
-        if metric not in metrics or metrics[metric] is None:
-            raise FtcoreError(f"trainer.metric={metric!r} is not available for {problem}; choose one of "
-                              + ", ".join(k for k, v in metrics.items() if isinstance(v, float)))  # fmt: skip
-        value = metrics[metric]
-        improved = progress.best_value is None or (
-            value > progress.best_value if maximize else value < progress.best_value
+        value = metrics[metric]  # None when undefined (e.g. Pearson r of constant predictions): no progress
+        improved = value is not None and (
+            progress.best_value is None
+            or (value > progress.best_value if maximize else value < progress.best_value)
         )
         reporter.scalars(progress.step, metrics, "val")
         if "confusion_matrix" in metrics:
             reporter.confusion_matrix(progress.step, metrics["confusion_matrix"], "val/confusion_matrix")
-        log.info("step %d: validation %s=%.4f loss=%.4f%s", progress.step, metric, value, metrics["loss"],
-                 " (best)" if improved else "")  # fmt: skip
+        log.info("step %d: validation %s=%s loss=%.4f%s", progress.step, metric,
+                 "undefined" if value is None else f"{value:.4f}", metrics["loss"], " (best)" if improved else "")  # fmt: skip
         if improved:
             progress.best_value, progress.best_step, progress.evals_since_best = value, progress.step, 0
+            best_in_memory.clear()
+            best_in_memory.update({k: v.detach().to("cpu", copy=True) for k, v in model_tensors().items()})
             if dist.is_main:
                 state = {"progress": asdict(progress), "config": fingerprint, "val": metrics,
                          "trainable_only": trainable_only, **(extra_state or {})}  # fmt: skip
@@ -348,6 +349,12 @@ def fit(
                 [w[i : i + trainer.batch_size] for i in range(0, len(w), trainer.batch_size)]
                 for w in epoch_batches(lengths, epoch=progress.epoch, **batch_args)
             ]
+            # Examples in each global window (all ranks): a micro-batch's loss counts by its share of it,
+            # and DDP's average over ranks multiplies back by world_size.
+            global_sizes = np.sum(
+                [[len(w) for w in epoch_batches(lengths, epoch=progress.epoch, **{**batch_args, "rank": r})]
+                 for r in range(dist.world_size)], axis=0,
+            )  # fmt: skip
             while (
                 progress.window < len(windows) and progress.step < total_steps and not progress.early_stopped
             ):
@@ -372,7 +379,8 @@ def fit(
                     with ddp.no_sync() if dist.enabled and not last_micro else contextlib.nullcontext():
                         with autocast(device, precision):
                             logits = ddp(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-                        loss = model.loss(logits, batch["labels"]) * (sizes[i] / sum(sizes))
+                        share = sizes[i] * dist.world_size / global_sizes[progress.window]
+                        loss = model.loss(logits, batch["labels"]) * share
                         scaler.scale_loss(loss).backward()
                     running_loss += loss.detach()
 
@@ -388,6 +396,11 @@ def fit(
                         scaler.scale,
                     )
                 scaler.update(finite)
+                if (
+                    scaler.enabled and scaler.scale < 1.0
+                ):  # overflowing at any scale: the loss itself is NaN/inf
+                    raise TrainingDiverged(f"fp16 gradients stayed non-finite down to loss scale {scaler.scale:g} "
+                                           f"by step {progress.step + 1}; lower optim.lr or use bf16/fp32")  # fmt: skip
                 if not scaler.enabled:
                     nonfinite |= ~torch.isfinite(grad_norm)
                 optimizer.zero_grad(set_to_none=True)
@@ -420,7 +433,9 @@ def fit(
                 reporter.advance(1)
                 if trainer.eval_every and progress.step % trainer.eval_every == 0:
                     run_evaluation()
-                stop_now = broadcast_object(stop.requested, dist) if dist.enabled else stop.requested
+                stop_now = stop.requested
+                if dist.enabled and progress.step % trainer.log_every == 0:  # all ranks stop at the same step
+                    stop_now = broadcast_object(stop.requested, dist)
                 if trainer.save_every and progress.step % trainer.save_every == 0 or stop_now:
                     check_finite()
                     save_last()
@@ -447,9 +462,11 @@ def fit(
     reporter.close()
 
     # --- final evaluation of the best checkpoint ---------------------------------------------------
-    best = ckpt.load_latest(best_dir, log=log.warning)
-    if best is not None:
-        model.load_state_dict(best[1]["model.safetensors"], strict=False)
+    if not best_in_memory:  # a resumed run found its best before the restart: read it (rank 0 wrote it)
+        barrier(dist)
+        best = ckpt.load_latest(best_dir, log=log.warning)
+        best_in_memory = best[1]["model.safetensors"] if best is not None else {}
+    model.load_state_dict(best_in_memory, strict=False)
     val_metrics, _ = evaluate(
         model, val, data.labels, trainer.eval_batch_size, device, precision, pad_id, dist
     )
