@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,7 +176,9 @@ def test_selection_metric_must_exist_for_the_problem(tiny_run_config, tmp_path):
     from ftcore.errors import ConfigError
 
     tiny_run_config.trainer.metric = "bleu"
-    with pytest.raises(ConfigError, match="trainer.metric='bleu' is not valid; expected one of loss, accuracy"):
+    with pytest.raises(
+        ConfigError, match="trainer.metric='bleu' is not valid; expected one of loss, accuracy"
+    ):
         train(tiny_run_config, tmp_path)
     tiny_run_config.trainer.metric = "mse"  # a regression metric on a classification task
     with pytest.raises(ConfigError, match="trainer.metric='mse'"):
@@ -187,7 +190,7 @@ def test_multi_label_and_regression_runs_select_by_their_default_metric(tiny_run
     files = {}
     for split in ("train", "validation", "test"):
         source = getattr(tiny_run_config.data, f"{split}_file")
-        rows = [json.loads(line) for line in open(source).read().splitlines()]
+        rows = [json.loads(line) for line in Path(source).read_text().splitlines()]
         out = tmp_path / f"{split}.jsonl"
         with open(out, "w") as f:
             for r in rows:
@@ -196,10 +199,16 @@ def test_multi_label_and_regression_runs_select_by_their_default_metric(tiny_run
         files[split] = str(out)
     cfg = tiny_run_config
     cfg.data.problem = problem
-    cfg.data.train_file, cfg.data.validation_file, cfg.data.test_file = files["train"], files["validation"], files["test"]
+    cfg.data.train_file, cfg.data.validation_file, cfg.data.test_file = (
+        files["train"],
+        files["validation"],
+        files["test"],
+    )
     cfg.trainer.epochs = 6
     result = train(cfg, tmp_path / "run")
     if problem == "multi_label":
         assert result["metric"] == "f1_micro" and result["test"]["f1_micro"] >= 0.9
     else:
-        assert result["metric"] == "mse" and result["test"]["mse"] <= 0.15 and result["test"]["pearson"] >= 0.7  # chance: 0.25, 0
+        assert (
+            result["metric"] == "mse" and result["test"]["mse"] <= 0.15 and result["test"]["pearson"] >= 0.7
+        )  # chance: 0.25, 0
