@@ -110,6 +110,12 @@ def main(task: Callable[[DictConfig], object], config_name: str = "config") -> N
         try:
             return task(cfg)  # a sweeper (e.g. Optuna) optimises the returned value
         except FtcoreError as e:
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            if HydraConfig.get().mode == RunMode.MULTIRUN:  # one failed job must not end the sweep
+                print(f"error: job {HydraConfig.get().job.num}: " + " ".join(str(e).split()), file=sys.stderr)
+                return float("nan")
             fail(str(e))
 
     hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(guarded)()

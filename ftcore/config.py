@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,10 @@ class ModelConfig:
         if self.classifier_dropout is not None:
             check_range("model.classifier_dropout", self.classifier_dropout, 0.0, 1.0)
         check_range("model.label_smoothing", self.label_smoothing, 0.0, 1.0)
+        if self.extend_vocab_max_new is not None and self.extend_vocab_max_new < 1:
+            raise ConfigError(
+                f"model.extend_vocab_max_new={self.extend_vocab_max_new} must be at least 1 (or null)"
+            )
         if self.extend_vocab_min_freq < 1:
             raise ConfigError(f"model.extend_vocab_min_freq={self.extend_vocab_min_freq} must be at least 1")
 
@@ -233,6 +238,12 @@ class OptimConfig:
         for pattern, value in self.lr_overrides.items():
             if not value > 0:
                 raise ConfigError(f"optim.lr_overrides.{pattern}={value} must be positive")
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ConfigError(
+                    f"optim.lr_overrides: {pattern!r} is not a regular expression ({e})"
+                ) from None
         if self.weight_decay < 0:
             raise ConfigError(f"optim.weight_decay={self.weight_decay} must be >= 0")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ftcore import cli
-from ftcore.data.dataset import build_task_data, encode_split
+from ftcore.data.dataset import build_task_data, encode_split, reader_options
 from ftcore.data.sources import read_examples
 from ftcore.model.checkpoint_io import save_json
 from ftcore.train.experiment import load_run
@@ -32,11 +32,10 @@ def main() -> None:
     if args["file"]:
         path = Path(args["file"])
         fmt = args["format"] or path.suffix.lstrip(".")
-        options = {"text_field": cfg.data.text_field, "label_field": cfg.data.label_field,
-                   "text_pair_field": cfg.data.text_pair_field, "problem": cfg.data.problem}  # fmt: skip
+        examples = read_examples(path, fmt, **reader_options(cfg.data, fmt))
         split = encode_split(
             "file",
-            read_examples(path, fmt, **options),
+            examples,
             run.labels,
             run.tokenizer,
             cfg.data.max_length,

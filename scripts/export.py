@@ -15,10 +15,11 @@ from pathlib import Path
 from ftcore import cli
 from ftcore.methods.lora import merge_lora
 from ftcore.methods.peft_io import export_peft
-from ftcore.model.checkpoint_io import export_hf, save_classifier
+from ftcore.model.checkpoint_io import export_hf, save_classifier, save_json
 from ftcore.train.experiment import load_run
 
 DEFAULTS = {"run_dir": "", "format": "", "out": "", "checkpoint": "best"}
+MARKER = "ftcore_export.json"  # written last; an existing out= is replaced only if it carries one
 
 
 def main() -> None:
@@ -27,13 +28,18 @@ def main() -> None:
         cli.fail("export takes no data.* or trainer.* overrides")
     cli.check_choice_arg("format", args["format"], ("peft", "hf", "ftcore"))
     cli.check_choice_arg("checkpoint", args["checkpoint"], ("best", "last"))
-    run = load_run(args["run_dir"], args["checkpoint"])
     out = Path(args["out"])
+    run_dir = Path(args["run_dir"]).resolve()
+    if out.resolve() == run_dir or run_dir in out.resolve().parents or out.resolve() in run_dir.parents:
+        cli.fail(f"out={out} overlaps run_dir={args['run_dir']}; export to a directory of its own")
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / MARKER).is_file())):
+        cli.fail(f"out={out} exists and is not an earlier export; choose a new or empty directory")
+    run = load_run(args["run_dir"], args["checkpoint"])
     tmp = out.with_name(out.name + ".tmp")  # never leave a half-written export that looks complete
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         if args["format"] == "peft":
-            export_peft(run.model, run.config.method, run.base_model, tmp)
+            export_peft(run.model, run.config.method, run.base_model, tmp, final_path=out)
         else:
             merge_lora(run.model)
             if run.model.encoder.prefix is not None:
@@ -44,6 +50,10 @@ def main() -> None:
                 save_classifier(run.model, tmp)
         run.tokenizer.save(tmp)
         run.labels.save(tmp / "labels.json")
+        save_json(
+            {"format": args["format"], "run_dir": str(run_dir), "checkpoint": str(run.checkpoint)},
+            tmp / MARKER,
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -15,6 +15,7 @@ import numpy as np
 from ftcore import cli
 from ftcore.errors import DataError
 from ftcore.methods.lora import merge_lora
+from ftcore.model.checkpoint_io import save_text
 from ftcore.train.experiment import load_run
 from ftcore.train.loop import predict
 from ftcore.train.precision import resolve_device, resolve_precision
@@ -32,6 +33,10 @@ def read_inputs(source: str, text_field: str, pair_field: str | None) -> list[tu
         except (OSError, UnicodeDecodeError) as e:
             raise DataError(source, f"cannot read the input ({e})") from None
     if not source.endswith(".jsonl"):
+        if pair_field is not None:
+            raise DataError(
+                source, f"this run reads text pairs ({pair_field!r}); give a .jsonl input with both fields"
+            )
         return [(line.strip(), None) for line in lines]
     rows = []
     for number, line in enumerate(lines, start=1):
@@ -50,6 +55,8 @@ def read_inputs(source: str, text_field: str, pair_field: str | None) -> list[tu
 
 def main() -> None:
     args, overrides = cli.parse_key_values(sys.argv[1:], DEFAULTS, required=("run_dir", "input"))
+    if args["batch_size"] < 1:
+        cli.fail(f"batch_size={args['batch_size']} must be at least 1")
     run = load_run(args["run_dir"], args["checkpoint"])
     cfg = cli.apply_overrides(run.config, overrides)
     device = resolve_device(cfg.trainer.device)
@@ -86,7 +93,7 @@ def main() -> None:
     if args["output"] == "-":
         sys.stdout.write(lines)
     else:
-        Path(args["output"]).write_text(lines, encoding="utf-8")
+        save_text(lines, args["output"])
 
 
 if __name__ == "__main__":

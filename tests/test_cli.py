@@ -148,3 +148,19 @@ def test_csv_with_custom_columns(tiny_cli_args, tiny_data, tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # validation and test were cut from the 96 training rows, 15% each
     assert metrics["val"]["num_examples"] == metrics["test"]["num_examples"] == 14
+
+
+def test_a_failing_sweep_job_is_reported_and_the_sweep_goes_on(tiny_cli_args, tmp_path):
+    bad = tmp_path / "bad_dev.jsonl"
+    bad.write_text('{"text": "meh", "label": "neutral"}\n')
+    good = next(a.split("=", 1)[1] for a in tiny_cli_args if a.startswith("data.validation_file="))
+    args = [a for a in tiny_cli_args if not a.startswith("data.validation_file=")]
+    done = run_script(
+        "train.py", "-m", *args, "trainer.epochs=1", f"data.validation_file={bad},{good}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )  # fmt: skip
+    assert f"error: job 0: {bad}:1: label 'neutral' never occurs in the training split" in done.stderr
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["incomplete", "done"]

@@ -108,7 +108,7 @@ def test_grown_vocabulary_travels_as_the_base_of_the_adapter(tiny_model_dir, tmp
     ours.eval()
     export_peft(ours, method, tiny_model_dir, tmp_path)
     config = json.loads((tmp_path / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == "base"
+    assert config["base_model_name_or_path"] == str((tmp_path / "base").resolve())
     base = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2)
     assert base.config.vocab_size == ours.encoder.config.vocab_size
     theirs = peft.PeftModel.from_pretrained(base, tmp_path).eval()

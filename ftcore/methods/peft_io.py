@@ -49,9 +49,13 @@ def export_peft(
     method: MethodConfig,
     base_model: str | os.PathLike,
     path: str | os.PathLike,
-    label_names=(),
+    final_path: str | os.PathLike | None = None,
 ) -> None:
-    """Write ``model``'s adapter as a peft SEQ_CLS adapter directory at ``path``."""
+    """Write ``model``'s adapter as a peft SEQ_CLS adapter directory at ``path``.
+
+    ``final_path`` is where the directory will end up (when written elsewhere first and moved): the
+    config points at ``<final_path>/base`` when the export carries its own base.
+    """
     if method.name not in ("lora", "dora", "prefix"):
         raise CheckpointError(
             f"peft export covers lora, dora and prefix; method {method.name!r}: use format=hf or ftcore"
@@ -71,7 +75,7 @@ def export_peft(
     base = str(base_model)
     if encoder.num_added_tokens:  # the grown vocabulary is part of the base peft needs
         save_bert(_base_encoder(encoder), root / "base")
-        base = "base"
+        base = str((Path(final_path or root) / "base").resolve())
 
     classifier = {f"classifier.{k}": v for k, v in model.head.classifier.state_dict().items()}
     if trained_pooler:

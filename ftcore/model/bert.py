@@ -244,8 +244,10 @@ class Pooler(nn.Module):
 def attention_bias(attention_mask: torch.Tensor, dtype: torch.dtype, num_prefix: int = 0) -> torch.Tensor:
     """(B, Lk) 1/0 padding mask -> additive (B, 1, 1, P + Lk) bias: 0 where attended, -inf-like elsewhere.
 
-    An additive float mask (not a bool one) keeps every row finite even if all keys are masked, and is
-    accepted by every SDPA kernel. ``num_prefix`` prepends always-visible prefix keys.
+    An additive float mask (rather than a bool one) gives a row whose keys are all masked a uniform
+    softmax instead of NaN in fp32 (``finfo.min`` rounds to -inf in bf16). SDPA's flash kernels take no
+    explicit mask, so unpadded batches should pass ``attention_mask=None``. ``num_prefix`` prepends
+    always-visible prefix keys.
     """
     keep = attention_mask.bool()
     if num_prefix:

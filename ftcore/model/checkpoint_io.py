@@ -246,11 +246,14 @@ def save_safetensors(
     _atomic_write(Path(path), lambda tmp: save_file(state, tmp, metadata=metadata))
 
 
+def save_text(text: str, path: str | os.PathLike) -> None:
+    """Atomically write a UTF-8 text file."""
+    _atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def save_json(obj, path: str | os.PathLike) -> None:
     """Atomically write an indented JSON file."""
-    _atomic_write(
-        Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-    )
+    save_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", path)
 
 
 def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:
