@@ -272,35 +272,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     freeze_layers = method_config(args.method, bert.num_hidden_layers).freeze_layers
     flops = step_flops_per_token(bert, args.seq_len, 2, args.method, freeze_layers)
 
+    builders = [("ftcore", build_ftcore)] + ([("hf", build_hf)] if args.baseline == "hf" else [])
+    shape = (args.batch_size, args.seq_len)
     runners = [
-        Runner(
-            "ftcore",
-            build_ftcore,
-            path,
-            args.method,
-            device,
-            args.precision,
-            args.batch_size,
-            args.seq_len,
-            args.compile,
-            bert.vocab_size,
-        )
+        Runner(name, build, path, args.method, device, args.precision, *shape, args.compile, bert.vocab_size)
+        for name, build in builders
     ]
-    if args.baseline == "hf":
-        runners.append(
-            Runner(
-                "hf",
-                build_hf,
-                path,
-                args.method,
-                device,
-                args.precision,
-                args.batch_size,
-                args.seq_len,
-                args.compile,
-                bert.vocab_size,
-            )
-        )
     for r in runners:
         r.warm_up(max(1, args.warmup), args.compile)
     per_round = max(1, args.steps // args.rounds)
