@@ -45,3 +45,10 @@ def test_harness_runs_both_implementations_and_writes_records(tiny_model_dir, tm
         assert r["step_time_s"]["p10"] <= r["step_time_s"]["median"] <= r["step_time_s"]["p90"]
     text = report.main([str(out)])
     assert f"| {method} | fp32 | 2 × 8 |" in text and "Machine:" in text
+
+
+def test_tfidf_baseline_runs_on_the_review_split():
+    from benchmarks import tfidf_baseline
+
+    result = tfidf_baseline.main(["--ngrams", "2", "--C", "1", "--max-train-samples", "2000"])
+    assert result["C"] == 1.0 and 0.6 < result["test_accuracy"] < 1.0 and 0.6 < result["val_accuracy"] < 1.0
