@@ -140,7 +140,7 @@ def test_csv_with_custom_columns(tiny_cli_args, tiny_data, tmp_path):
             writer.writerow([i, record["text"], record["label"]])
     args = [a for a in tiny_cli_args if not a.startswith(("data", "trainer.batch_size"))]
     done = run_script(
-        "train.py", *args, "data=csv", f"data.train_file={tmp_path / 'train.csv'}", "data.text_field=review",
+        "train.py", *args, "data=csv", f"data.train_file={tmp_path / 'train.csv'}", "data.max_length=32", "data.text_field=review",
         "data.label_field=stars", "model.pooling=cls", "trainer.epochs=1", "trainer.batch_size=8",
         f"hydra.run.dir={tmp_path / 'run'}",
     )  # fmt: skip
