@@ -263,7 +263,9 @@ def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:
     prompt are kept as they are.
     """
     encoder = model.encoder
-    if any(not isinstance(m, torch.nn.Linear) and hasattr(m, "lora_A") for m in model.modules()):
+    from ftcore.methods.lora import LoRALinear
+
+    if any(isinstance(m, LoRALinear) for m in model.modules()):
         raise CheckpointError("merge LoRA layers into the model before saving a standalone checkpoint")
     if encoder.prefix is not None and encoder.prefix.mlp is not None:
         raise CheckpointError("fold the prefix reparameterisation (prefix.fold()) before saving")

@@ -200,8 +200,17 @@ def fit(
     lengths = train.encoded.lengths
     # A window holds the examples of one optimizer step, split into micro-batches of batch_size.
     window_size = trainer.batch_size * trainer.grad_accum
-    batch_args = dict(batch_size=window_size, seed=trainer.seed, world_size=dist.world_size, rank=dist.rank)
-    windows_per_epoch = len(epoch_batches(lengths, epoch=0, **batch_args))
+
+    def epoch_windows(epoch: int, rank: int = dist.rank) -> list[list[np.ndarray]]:
+        """A rank's windows of one epoch, each cut into micro-batches of ``batch_size``."""
+        bs = trainer.batch_size
+        windows = epoch_batches(
+            lengths, window_size, epoch, trainer.seed, world_size=dist.world_size, rank=rank
+        )
+        return [[w[i : i + bs] for i in range(0, len(w), bs)] for w in windows]
+
+    first_windows = epoch_windows(0)
+    windows_per_epoch = len(first_windows)
     total_steps = trainer.max_steps or trainer.epochs * windows_per_epoch
     schedule = Schedule(
         optim.schedule, total_steps, warmup_steps_for(total_steps, optim.warmup_steps, optim.warmup_ratio)
@@ -281,12 +290,7 @@ def fit(
             log.info("resumed from %s at step %d (epoch %d)", last_dir, progress.step, progress.epoch)
 
     reporter = Reporter(run_dir, dist.is_main, trainer.progress, total_steps, progress.step)
-    micro_batches = [
-        w[i : i + trainer.batch_size]
-        for w in epoch_batches(lengths, epoch=0, **batch_args)
-        for i in range(0, len(w), trainer.batch_size)
-    ]
-    padding = padding_fraction(lengths, micro_batches, pad_to_multiple)
+    padding = padding_fraction(lengths, [b for w in first_windows for b in w], pad_to_multiple)
     log.info(
         "training: %d examples, %d steps (%d per epoch, batch %d x accum %d x %d processes), precision %s on %s; "
         "padding %.1f%% of batch tokens",
@@ -345,16 +349,14 @@ def fit(
     interrupted = False
     with StopSignal() as stop:
         while progress.step < total_steps and not progress.early_stopped and not interrupted:
-            windows = [
-                [w[i : i + trainer.batch_size] for i in range(0, len(w), trainer.batch_size)]
-                for w in epoch_batches(lengths, epoch=progress.epoch, **batch_args)
-            ]
+            windows = epoch_windows(progress.epoch)
             # Examples in each global window (all ranks): a micro-batch's loss counts by its share of it,
             # and DDP's average over ranks multiplies back by world_size.
-            global_sizes = np.sum(
-                [[len(w) for w in epoch_batches(lengths, epoch=progress.epoch, **{**batch_args, "rank": r})]
-                 for r in range(dist.world_size)], axis=0,
-            )  # fmt: skip
+            per_rank = [
+                windows if r == dist.rank else epoch_windows(progress.epoch, r)
+                for r in range(dist.world_size)
+            ]
+            global_sizes = np.sum([[sum(map(len, w)) for w in ws] for ws in per_rank], axis=0)
             while (
                 progress.window < len(windows) and progress.step < total_steps and not progress.early_stopped
             ):
