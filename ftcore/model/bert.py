@@ -7,7 +7,8 @@ Each Layer is post-LayerNorm, as in the original paper:
     h = LayerNorm(x + Dropout(SelfAttention(x)))
     y = LayerNorm(h + Dropout(FeedForward(h)))
 
-Attention runs through ``F.scaled_dot_product_attention`` so PyTorch picks the fastest kernel available.
+Attention and dropout come from ``ops.py``: ``F.scaled_dot_product_attention`` / ``F.dropout`` on CUDA,
+and on CPU the same maths written out as matmuls and a bit-sliced dropout, which is several times faster.
 This file knows nothing about files: loading HF-format checkpoints lives in ``checkpoint_io.py``.
 """
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftcore.errors import ConfigError
+from ftcore.model.ops import Dropout, attention
 
 ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),  # exact, erf-based
@@ -119,7 +121,7 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def lookup(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) ids -> (B, L, H) word embeddings, added tokens included."""
@@ -189,9 +191,7 @@ class SelfAttention(nn.Module):
         if prefix is not None:
             k = torch.cat([prefix[0].to(k.dtype), k], dim=2)
             v = torch.cat([prefix[1].to(v.dtype), v], dim=2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
-        )  # (B, nh, L, hd)
+        y = attention(q, k, v, mask, self.dropout_p if self.training else 0.0)  # (B, nh, L, hd)
         y = y.transpose(1, 2).reshape(B, L, H)
         return self.out(y)
 
@@ -218,7 +218,7 @@ class Layer(nn.Module):
         self.attention_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.ffn = FeedForward(cfg)
         self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def forward(
         self,

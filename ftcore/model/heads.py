@@ -19,6 +19,7 @@ from torch import nn
 
 from ftcore.errors import ConfigError
 from ftcore.model.bert import BertModel
+from ftcore.model.ops import Dropout
 
 POOLINGS = ("cls", "pooler", "mean")
 PROBLEMS = ("single_label", "multi_label", "regression")
@@ -43,7 +44,7 @@ class ClassificationHead(nn.Module):
 
     def __init__(self, hidden_size: int, num_labels: int, dropout: float):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
