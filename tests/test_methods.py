@@ -39,6 +39,32 @@ def randomize_adapters(model):
             p.add_(torch.randn_like(p) * 0.05)
 
 
+@pytest.mark.parametrize(
+    "targets", [[], ["query", "value"], ["query", "key", "value"], "dora"], ids=["plain", "qv", "qkv", "dora"]
+)
+def test_fused_qkv_projection_equals_the_three_projections(tiny_config, targets):
+    if targets == "dora":
+        model, _ = make(tiny_config, name="dora", targets=["query", "value"], r=4, dropout=0.0)
+    elif targets:
+        model, _ = make(tiny_config, name="lora", targets=targets, r=4, dropout=0.0)
+    else:
+        model, _ = make(tiny_config, name="full")
+    randomize_adapters(model)
+    attention = model.encoder.layers[0].attention
+    x = torch.randn(2, 5, tiny_config.hidden_size, dtype=torch.float64)
+    model.double()
+    fused = attention.project_qkv(x)
+    separate = (attention.query(x), attention.key(x), attention.value(x))
+    projections = (attention.query, attention.key, attention.value)
+    params = [p for m in projections for p in m.parameters() if p.requires_grad]
+    g_fused = torch.autograd.grad(sum((t * t).sum() for t in fused), params)
+    g_separate = torch.autograd.grad(sum((t * t).sum() for t in separate), params)
+    for a, b in zip(fused, separate):
+        assert torch.allclose(a, b, atol=1e-12)
+    for a, b in zip(g_fused, g_separate):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
 def test_full_freeze_and_bitfit_train_the_right_parameters(tiny_config):
     model, _ = make(tiny_config, name="full")
     assert all(p.requires_grad for p in model.parameters())

@@ -187,13 +187,37 @@ class SelfAttention(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, nh, L, hd)
             return t.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
 
-        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        q, k, v = (heads(t) for t in self.project_qkv(x))
         if prefix is not None:
             k = torch.cat([prefix[0].to(k.dtype), k], dim=2)
             v = torch.cat([prefix[1].to(v.dtype), v], dim=2)
         y = attention(q, k, v, mask, self.dropout_p if self.training else 0.0)  # (B, nh, L, hd)
         y = y.transpose(1, 2).reshape(B, L, H)
         return self.out(y)
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Query, key and value (B, L, H) each, from one matmul against the three stacked weights.
+
+        One (H -> 3H) product reads ``x`` once and keeps the machine busier than three (H -> H) ones.
+        A projection wrapped by an adapter joins in through ``split_base()``, which returns its frozen
+        ``nn.Linear`` and an additive side path (LoRA's ``s · B A x``); a wrapper without it (DoRA, or any
+        custom module) makes all three run on their own.
+        """
+        parts = [_base_and_side(m) for m in (self.query, self.key, self.value)]
+        if any(p is None for p in parts):
+            return self.query(x), self.key(x), self.value(x)
+        weight = torch.cat([base.weight for base, _ in parts])
+        bias = None if any(base.bias is None for base, _ in parts) else torch.cat([b.bias for b, _ in parts])
+        outputs = F.linear(x, weight, bias).split(x.shape[-1], dim=-1)
+        return tuple(y if side is None else y + side(x) for y, (_, side) in zip(outputs, parts))
+
+
+def _base_and_side(module: nn.Module):
+    """(nn.Linear, side path or None) for a plain or adapter-wrapped projection; None if not splittable."""
+    if type(module) is nn.Linear:
+        return module, None
+    split = getattr(module, "split_base", None)
+    return None if split is None else split()
 
 
 class FeedForward(nn.Module):
