@@ -279,6 +279,7 @@ class TrainerConfig:
     log_every: int = 20
     progress: bool = True
     threads: int | None = None
+    compile: bool = False
 
     def validate(self) -> None:
         check_choice("trainer.precision", self.precision, PRECISIONS)

@@ -212,3 +212,21 @@ def test_multi_label_and_regression_runs_select_by_their_default_metric(tiny_run
         assert (
             result["metric"] == "mse" and result["test"]["mse"] <= 0.15 and result["test"]["pearson"] >= 0.7
         )  # chance: 0.25, 0
+
+
+def test_compiled_training_matches_eager_and_reports_the_compile_time(
+    tiny_run_config, tiny_model_dir, tmp_path
+):
+    cfg = tiny_run_config
+    cfg.model.path = str(no_dropout_model(tiny_model_dir, tmp_path / "model"))
+    cfg.trainer.max_steps = 3
+    eager = train(cfg, tmp_path / "eager")
+    compiled = train(
+        dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, compile=True)),
+        tmp_path / "compiled",
+    )
+    assert eager["compile_seconds"] is None and compiled["compile_seconds"] > 0
+    assert "torch.compile: the first step took" in (tmp_path / "compiled" / "train.log").read_text()
+    a, b = final_weights(tmp_path / "eager"), final_weights(tmp_path / "compiled")
+    for name in a:
+        assert (a[name] - b[name]).abs().max().item() <= 1e-5, name

@@ -229,6 +229,8 @@ def fit(
     adapter_names = set(adapter_state(model))
     scaler = LossScaler(enabled=precision == "fp16")
     ddp = DistributedDataParallel(model) if dist.enabled else model
+    if trainer.compile:  # compiled lazily, at the first step (and again for new shapes)
+        ddp = torch.compile(ddp)
     progress = Progress()
     last_dir, best_dir = run_dir / "checkpoints" / "last", run_dir / "checkpoints" / "best"
 
@@ -347,6 +349,7 @@ def fit(
 
     model.train()
     interrupted = False
+    compile_seconds = None
     with StopSignal() as stop:
         while progress.step < total_steps and not progress.early_stopped and not interrupted:
             windows = epoch_windows(progress.epoch)
@@ -412,7 +415,13 @@ def fit(
                 running_windows += 1
                 progress.train_samples += sum(sizes)
                 progress.train_tokens += int(sum(lengths[b].sum() for b in window))
-                progress.train_seconds += time.perf_counter() - start
+                elapsed = time.perf_counter() - start
+                if trainer.compile and compile_seconds is None:
+                    compile_seconds = elapsed
+                    log.info(
+                        "torch.compile: the first step took %.1f s (tracing and code generation)", elapsed
+                    )
+                progress.train_seconds += elapsed
 
                 if progress.step % trainer.log_every == 0 or progress.step == total_steps:
                     check_finite()
@@ -494,4 +503,5 @@ def fit(
         "precision": precision,
         "device": str(device),
         "world_size": dist.world_size,
+        "compile_seconds": compile_seconds,
     }
