@@ -1,10 +1,11 @@
 """Markdown tables from benchmark JSON, for README's performance section.
 
-    python benchmarks/report.py results.json [more.json ...]
+    python benchmarks/report.py results.json [epoch.json ...]
 
-One row per configuration (method, precision, batch, length): ftcore and transformers(+peft)
-samples/s, their ratio, ftcore's MFU against the measured matmul peak, and peak memory. The machine
-line comes from the records themselves.
+Records of ``throughput.py`` give one row per configuration (method, precision, batch, length):
+ftcore's and transformers(+peft)'s samples/s, their ratio, ftcore's MFU against the measured matmul
+peak, and the peak memory each adds. Records of ``epoch.py`` give one row per job: training time,
+evaluation time and test accuracy / macro F1 of each side. The machine line comes from the records.
 """
 
 from __future__ import annotations
@@ -14,30 +15,67 @@ import json
 from pathlib import Path
 
 
-def table(records: list[dict]) -> str:
+def _fmt(value, spec: str, missing: str = "–") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def throughput_table(records: list[dict]) -> list[str]:
     rows: dict[tuple, dict[str, dict]] = {}
     for r in records:
         key = (r["method"], r["precision"], r["batch_size"], r["seq_len"], r["model"], r["compile"])
         rows.setdefault(key, {})[r["impl"]] = r  # a later record of the same configuration wins
-    machines = sorted({r["machine"] for r in records})
     lines = [
-        f"Machine: {'; '.join(machines)}",
-        "",
-        "| method | precision | batch × length | ftcore samples/s | transformers samples/s | ratio | ftcore MFU | ftcore peak MB |",
+        "| method | precision | batch × length | ftcore samples/s | transformers samples/s | ratio "
+        "| ftcore MFU | peak MB ftcore / transformers |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (method, precision, batch, length, _, compiled), impls in rows.items():
-        ours, theirs = impls.get("ftcore"), impls.get("hf")
+        ours, theirs = impls.get("ftcore", {}), impls.get("hf", {})
         ratio = f"{ours['samples_per_s'] / theirs['samples_per_s']:.2f}×" if ours and theirs else "–"
         name = method + (" (compiled)" if compiled else "")
-        ours_speed = f"{ours['samples_per_s']:.1f}" if ours else "–"
-        theirs_speed = f"{theirs['samples_per_s']:.1f}" if theirs else "–"
         mfu = f"{100 * ours['mfu']:.0f}%" if ours else "–"
-        memory = f"{ours['peak_memory_mb']:.0f}" if ours and ours["peak_memory_mb"] else "–"
+        memory = f"{_fmt(ours.get('peak_memory_mb'), '.0f')} / {_fmt(theirs.get('peak_memory_mb'), '.0f')}"
         lines.append(
-            f"| {name} | {precision} | {batch} × {length} | {ours_speed} | {theirs_speed} | {ratio} | {mfu} | {memory} |"
+            f"| {name} | {precision} | {batch} × {length} | {_fmt(ours.get('samples_per_s'), '.1f')} "
+            f"| {_fmt(theirs.get('samples_per_s'), '.1f')} | {ratio} | {mfu} | {memory} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def epoch_table(records: list[dict]) -> list[str]:
+    rows: dict[tuple, dict[str, dict]] = {}
+    for r in records:
+        rows.setdefault((r["method"], r["precision"], r["epochs"]), {})[r["impl"]] = r
+    lines = [
+        "| job | side | training time | samples/s | evaluation time | test accuracy | test macro F1 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (method, precision, epochs), impls in rows.items():
+        for impl, label in (("ftcore", "ftcore"), ("hf", "transformers Trainer")):
+            r = impls.get(impl)
+            if r is None:
+                continue
+            speedup = ""
+            if impl == "ftcore" and "hf" in impls:
+                speedup = f" (**{impls['hf']['train_seconds'] / r['train_seconds']:.2f}×** faster)"
+            lines.append(
+                f"| {method}, {precision}, {epochs} epoch{'s' if epochs > 1 else ''} | {label} "
+                f"| {r['train_seconds']:.0f} s{speedup} | {r['train_samples_per_s']:.1f} | {r['eval_seconds']:.0f} s "
+                f"| {r['test']['accuracy']:.4f} | {r['test']['f1_macro']:.4f} |"
+            )
+    return lines
+
+
+def table(records: list[dict]) -> str:
+    steps = [r for r in records if "seq_len" in r]
+    epochs = [r for r in records if "seq_len" not in r]
+    machines = sorted({r["machine"] for r in records})
+    lines = [f"Machine: {'; '.join(machines)}", ""]
+    if steps:
+        lines += throughput_table(steps) + [""]
+    if epochs:
+        lines += epoch_table(epochs) + [""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> str:

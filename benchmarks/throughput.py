@@ -8,7 +8,8 @@ ids with no padding. With ``--baseline hf`` the two implementations alternate in
 (ours, theirs, ours, ...) after their warm-up steps, so both see the same machine state; medians are
 reported. Every record also carries the model FLOPs per token (benchmarks/flops.py), the achieved
 FLOP/s and the MFU against a matmul peak measured in the same run with the same dtype (and against the
-vendor's peak where it is known).
+vendor's peak where it is known), and the peak memory each implementation adds to the process (resident
+set on CPU, allocated on CUDA), taken while it warms up and before the next one is built.
 """
 
 from __future__ import annotations
@@ -144,16 +145,24 @@ def reset_peak_memory(device: torch.device) -> None:
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak resident set)
 
 
-def peak_memory_mb(device: torch.device) -> float | None:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
+def _status_mb(field: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def memory_mb(device: torch.device) -> float | None:
+    """Memory in use now: allocated on CUDA, resident set on CPU."""
+    return torch.cuda.memory_allocated() / 2**20 if device.type == "cuda" else _status_mb("VmRSS")
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    """Peak since the last ``reset_peak_memory``: max allocated on CUDA, peak resident set on CPU."""
+    return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _status_mb("VmHWM")
 
 
 def matmul_peak(device: torch.device, precision: str) -> float:
@@ -179,6 +188,8 @@ class Runner:
     ):
         torch.manual_seed(0)
         self.name, self.device, self.precision = name, device, precision
+        self.memory_before = memory_mb(device)
+        self.peak_memory = None  # MB this implementation adds at its peak (model, optimizer, activations)
         self.model, self.optimizer, forward = build(path, method, device)
         self.forward = torch.compile(forward) if compile_model else forward
         self.ids = torch.randint(min(1000, vocab // 2), vocab, (batch_size, seq_len), device=device)
@@ -203,6 +214,9 @@ class Runner:
         self.compile_seconds = first if compiled else None
         for _ in range(steps - 1):
             self.step()
+        peak = peak_memory_mb(self.device)
+        if peak is not None and self.memory_before is not None:
+            self.peak_memory = peak - self.memory_before
 
     def run(self, steps: int) -> None:
         self.times += [self.step() for _ in range(steps)]
@@ -227,7 +241,7 @@ def record(runner: Runner, args, flops, peak: float, vendor: float | None) -> di
         "samples_per_s": args.batch_size / median,
         "tokens_per_s": tokens / median,
         "step_time_s": {"median": median, "p10": q[0], "p90": q[-1]},
-        "peak_memory_mb": peak_memory_mb(runner.device),
+        "peak_memory_mb": runner.peak_memory,
         "compile_seconds": runner.compile_seconds,
         "model_flops_per_token": flops.total,
         "achieved_flops_per_s": achieved,
@@ -274,12 +288,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     builders = [("ftcore", build_ftcore)] + ([("hf", build_hf)] if args.baseline == "hf" else [])
     shape = (args.batch_size, args.seq_len)
-    runners = [
-        Runner(name, build, path, args.method, device, args.precision, *shape, args.compile, bert.vocab_size)
-        for name, build in builders
-    ]
-    for r in runners:
-        r.warm_up(max(1, args.warmup), args.compile)
+    runners = []
+    for name, build in builders:  # built and warmed up one after the other: each peak memory is its own
+        runners.append(Runner(name, build, path, args.method, device, args.precision, *shape, args.compile,
+                              bert.vocab_size))  # fmt: skip
+        runners[-1].warm_up(max(1, args.warmup), args.compile)
     per_round = max(1, args.steps // args.rounds)
     for _ in range(args.rounds):
         for r in runners:

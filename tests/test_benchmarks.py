@@ -52,3 +52,46 @@ def test_tfidf_baseline_runs_on_the_review_split():
 
     result = tfidf_baseline.main(["--ngrams", "2", "--C", "1", "--max-train-samples", "2000"])
     assert result["C"] == 1.0 and 0.6 < result["test_accuracy"] < 1.0 and 0.6 < result["val_accuracy"] < 1.0
+
+
+def tiny_overrides(tiny_model_dir, tiny_data, *extra):
+    return [
+        f"model.path={tiny_model_dir}", "data=jsonl", f"data.train_file={tiny_data['train']}",
+        f"data.validation_file={tiny_data['validation']}", f"data.test_file={tiny_data['test']}",
+        "data.max_length=32", "trainer.precision=fp32", "trainer.device=cpu", "trainer.batch_size=8", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_epoch_comparison_trains_both_sides_on_the_same_job(tiny_model_dir, tiny_data, tmp_path, method):
+    from benchmarks import epoch
+
+    out = tmp_path / "epoch.json"
+    settings = ["optim.lr=3e-3"] if method == "full" else ["optim.lr=1e-2", "method.train_pooler=true"]
+    args = [
+        "--json",
+        str(out),
+        "--work-dir",
+        str(tmp_path),
+        f"method={method}",
+        "trainer.epochs=8",
+        *settings,
+    ]
+    records = epoch.main(args + tiny_overrides(tiny_model_dir, tiny_data))
+    assert [r["impl"] for r in records] == ["ftcore", "hf"]
+    assert json.loads(out.read_text()) == json.loads(json.dumps(records))
+    for r in records:
+        assert r["train_seconds"] > 0 and r["eval_seconds"] > 0 and r["epochs"] == 8
+        assert r["test"]["num_examples"] == 32 and r["val"]["num_examples"] == 32
+        if method == "full":  # both learn the separable task with the same settings (a frozen random
+            # tiny encoder behind a pooler is too weak for LoRA to get far, on either side)
+            assert r["test"]["accuracy"] >= 0.8, (r["impl"], r["test"]["accuracy"])
+    text = report.main([str(out)])
+    assert f"| {method}, fp32, 8 epochs | ftcore |" in text and "| transformers Trainer |" in text
+
+
+def test_epoch_comparison_refuses_jobs_the_other_side_cannot_run(tiny_model_dir, tiny_data):
+    from benchmarks import epoch
+
+    with pytest.raises(SystemExit, match=r"method.name=prefix .*model.pooling=mean"):
+        epoch.main(["+exp=prefix", "model.pooling=mean", *tiny_overrides(tiny_model_dir, tiny_data)])
