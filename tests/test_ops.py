@@ -37,6 +37,17 @@ def test_dropout_bits_are_not_correlated_across_neighbouring_elements():
             assert abs(both - 0.25) < 6e-3, (i, j)
 
 
+def test_dropout_in_bf16_scales_kept_values_by_the_exact_factor():
+    # the scale must not itself be rounded to bf16 (1.111 -> 1.109): only the product is
+    torch.manual_seed(7)
+    x = torch.randn(500_000, dtype=torch.bfloat16)
+    y = dropout(x, 0.1)
+    kept = y != 0
+    ratio = (y[kept].double() / x[kept].double()).mean().item()
+    assert ratio == pytest.approx(1 / (1 - round(0.1 * 32768) / 32768), abs=2e-4)
+    assert torch.equal(y[kept], (x[kept].float() * (32768 / (32768 - 3277))).bfloat16())
+
+
 def test_dropout_gradient_is_the_same_mask_and_scale():
     torch.manual_seed(3)
     x = torch.randn(64, 33, dtype=torch.float64, requires_grad=True)

@@ -34,24 +34,25 @@ def _use_fallback(x: torch.Tensor) -> bool:
 
 
 # Four 16-bit lanes per int64 word, as signed 64-bit constants: the low 15 bits of every lane, the lowest
-# bit of every lane (to repeat a lane value 4 times) and the top bit of every lane.
+# bit of every lane (times a number: that number in every lane) and the top bit of every lane.
 LANE_BITS = 0x7FFF_7FFF_7FFF_7FFF
 LANE_ONES = 0x0001_0001_0001_0001
 LANE_TOPS = 0x8000_8000_8000_8000 - (1 << 64)
 
 
 def keep_lanes(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
-    """An int16 tensor of ``shape`` holding -32768 (keep, probability ``1 - p``) or 0 (drop), with ``p``
+    """An int16 tensor of ``shape`` holding 1 (keep, probability ``1 - p``) or 0 (drop), with ``p``
     rounded to a multiple of 1/32768, and the scale ``1 / (1 - p)`` for that rounded ``p``.
 
     Each int64 drawn from the default CPU generator (63 random bits) decides four elements, one 16-bit
     lane each, without a per-lane pass: a lane's 15 random bits v plus (32768 - drop) reach the lane's
-    top bit exactly when v >= drop, and cannot carry into the next lane.
+    top bit exactly when v >= drop, and cannot carry into the next lane; a shift brings that bit down.
     """
     n = math.prod(shape)
     drop = round(p * LEVELS)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_()
     words.bitwise_and_(LANE_BITS).add_((LEVELS - drop) * LANE_ONES).bitwise_and_(LANE_TOPS)
+    words = words.bitwise_right_shift_(BITS).bitwise_and_(LANE_ONES)
     return words.view(torch.int16)[:n].view(shape), LEVELS / (LEVELS - drop)
 
 
@@ -65,14 +66,17 @@ class _Dropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
         lanes, scale = keep_lanes(x.shape, p)
-        mask = lanes.to(x.dtype).mul_(-scale / LEVELS)  # -32768 -> scale, 0 -> 0
+        mask = lanes.to(x.dtype)  # 0 / 1
         ctx.save_for_backward(mask)
-        return x * mask
+        ctx.scale = scale
+        # x · mask · scale in one pass, rounded once: a bf16 mask holding the scale itself would
+        # round 1/(1 - p) (1.111 -> 1.109) and shrink every kept activation by 0.16%.
+        return torch.addcmul(x.new_zeros(()), x, mask, value=scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (mask,) = ctx.saved_tensors
-        return grad * mask, None
+        return torch.addcmul(grad.new_zeros(()), grad, mask, value=ctx.scale), None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
