@@ -53,6 +53,8 @@ def test_bf16_cpu_run_learns_and_writes_the_run_directory(tiny_run_config, tmp_p
         state = json.loads((tmp_path / "checkpoints" / which / "state.json").read_text())
         assert state["progress"]["step"] == (96 if which == "last" else metrics["best_step"])
     assert "validation accuracy" in (tmp_path / "train.log").read_text()
+    best_state = json.loads((tmp_path / "checkpoints" / "best" / "state.json").read_text())
+    assert metrics["val"] == best_state["val"]  # the best checkpoint's validation, not evaluated twice
 
 
 def test_tensorboard_has_training_and_validation_scalars(tiny_run_config, tmp_path):

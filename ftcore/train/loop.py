@@ -301,6 +301,7 @@ def fit(
     )  # fmt: skip
 
     best_in_memory: dict[str, torch.Tensor] = {}  # every rank keeps its own copy of the best weights
+    best_val_metrics: dict = {}  # and the validation metrics it had (evaluation is deterministic)
 
     def run_evaluation() -> None:
         """Validation metrics at this step; keep the best weights; count evaluations without progress."""
@@ -325,6 +326,8 @@ def fit(
             progress.best_value, progress.best_step, progress.evals_since_best = value, progress.step, 0
             best_in_memory.clear()
             best_in_memory.update({k: v.detach().to("cpu", copy=True) for k, v in model_tensors().items()})
+            best_val_metrics.clear()
+            best_val_metrics.update(metrics)
             if dist.is_main:
                 state = {"progress": asdict(progress), "config": fingerprint, "val": metrics,
                          "trainable_only": trainable_only, **(extra_state or {})}  # fmt: skip
@@ -477,10 +480,11 @@ def fit(
         barrier(dist)
         best = ckpt.load_latest(best_dir, log=log.warning)
         best_in_memory = best[1]["model.safetensors"] if best is not None else {}
+        best_val_metrics.clear()
     model.load_state_dict(best_in_memory, strict=False)
-    val_metrics, _ = evaluate(
+    val_metrics = best_val_metrics or evaluate(
         model, val, data.labels, trainer.eval_batch_size, device, precision, pad_id, dist
-    )
+    )[0]
     test_metrics, _ = evaluate(
         model, data.splits["test"], data.labels, trainer.eval_batch_size, device, precision, pad_id, dist
     )
