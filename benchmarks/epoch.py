@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.throughput import machine  # noqa: E402
 from ftcore.cli import CONF_DIR, to_config  # noqa: E402
 from ftcore.config import Config, register_configs  # noqa: E402
 from ftcore.metrics import compute_metrics  # noqa: E402
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 record.update(
                     method=cfg.method.name, precision=cfg.trainer.precision, epochs=cfg.trainer.epochs,
                     batch_size=cfg.trainer.batch_size, overrides=overrides,
-                    machine=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+                    machine=machine(resolve_device(cfg.trainer.device)),
                 )  # fmt: skip
                 records.append(record)
                 print(f"{name:>7}: train {record['train_seconds']:.1f} s ({record['train_samples_per_s']:.1f} "
