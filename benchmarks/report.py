@@ -4,8 +4,8 @@
 
 Records of ``throughput.py`` give one row per configuration (method, precision, batch, length):
 ftcore's and transformers(+peft)'s samples/s, their ratio, ftcore's MFU against the fastest matmul rate
-measured on that machine in that dtype (over all the records given). Peak memory stays in the JSON:
-both implementations share one process, so it is indicative only. Records of ``epoch.py`` give one row per job: training time,
+measured on that machine in that dtype (over all the records given), and the peak memory each adds to
+the process (model, optimizer state, activations; both share one process, so it is indicative). Records of ``epoch.py`` give one row per job: training time,
 evaluation time and test accuracy / macro F1 of each side. The machine line comes from the records.
 """
 
@@ -38,8 +38,8 @@ def throughput_table(records: list[dict]) -> list[str]:
         rows.setdefault(key, {})[r["impl"]] = r  # a later record of the same configuration wins
     lines = [
         "| method | precision | batch × length | ftcore samples/s | transformers samples/s | ratio "
-        "| ftcore MFU |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| ftcore MFU | peak MB added, ftcore / transformers |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (method, precision, batch, length, _, compiled), impls in rows.items():
         ours, theirs = impls.get("ftcore", {}), impls.get("hf", {})
@@ -47,9 +47,10 @@ def throughput_table(records: list[dict]) -> list[str]:
         name = method + (" (compiled)" if compiled else "")
         peak = peaks[(ours["machine"], precision)] if ours else None
         mfu = f"{100 * ours['achieved_flops_per_s'] / peak:.0f}%" if ours else "–"
+        memory = f"{_fmt(ours.get('peak_memory_mb'), '.0f')} / {_fmt(theirs.get('peak_memory_mb'), '.0f')}"
         lines.append(
             f"| {name} | {precision} | {batch} × {length} | {_fmt(ours.get('samples_per_s'), '.1f')} "
-            f"| {_fmt(theirs.get('samples_per_s'), '.1f')} | {ratio} | {mfu} |"
+            f"| {_fmt(theirs.get('samples_per_s'), '.1f')} | {ratio} | {mfu} | {memory} |"
         )
     return lines
 
