@@ -482,9 +482,10 @@ def fit(
         best_in_memory = best[1]["model.safetensors"] if best is not None else {}
         best_val_metrics.clear()
     model.load_state_dict(best_in_memory, strict=False)
-    val_metrics = best_val_metrics or evaluate(
-        model, val, data.labels, trainer.eval_batch_size, device, precision, pad_id, dist
-    )[0]
+    val_metrics = (
+        best_val_metrics
+        or evaluate(model, val, data.labels, trainer.eval_batch_size, device, precision, pad_id, dist)[0]
+    )
     test_metrics, _ = evaluate(
         model, data.splits["test"], data.labels, trainer.eval_batch_size, device, precision, pad_id, dist
     )
