@@ -24,7 +24,6 @@ and test metrics of each, computed by the same ``ftcore.metrics`` code. ftcore r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -34,8 +33,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.report import append_records  # noqa: E402
 from benchmarks.throughput import machine  # noqa: E402
-from ftcore.cli import CONF_DIR, to_config  # noqa: E402
+from ftcore.cli import CONF_DIR, check_overrides, fail, to_config  # noqa: E402
 from ftcore.config import Config, register_configs  # noqa: E402
 from ftcore.metrics import compute_metrics  # noqa: E402
 from ftcore.optim.schedules import warmup_steps_for  # noqa: E402
@@ -53,9 +53,10 @@ def compose(overrides: list[str]) -> Config:
 
     register_configs()
     keys = {o.split("=", 1)[0].lstrip("+") for o in overrides}
-    defaults = [d for d in DEFAULTS if d.split("=", 1)[0] not in keys]
+    overrides = [d for d in DEFAULTS if d.split("=", 1)[0] not in keys] + overrides
+    check_overrides(overrides)  # a bad key or value: one line, exit 2, as in scripts/train.py
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = to_config(compose("config", overrides=defaults + overrides))
+        cfg = to_config(compose("config", overrides=overrides))
     cfg.validate()
     return cfg
 
@@ -82,7 +83,7 @@ def check_comparable(cfg: Config) -> None:
     if cfg.method.name == "lora" and (cfg.method.init != "default" or cfg.method.use_rslora):
         problems.append("method.init=default, use_rslora=false")
     if problems:
-        raise SystemExit("error: not comparable: " + "; ".join(problems))
+        fail("not comparable: " + "; ".join(problems))
 
 
 # --- ftcore ----------------------------------------------------------------------------------------
@@ -241,8 +242,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"ftcore / hf training time: {records[1]['train_seconds'] / records[0]['train_seconds']:.2f}x faster"
         )
     if args.json:
-        existing = json.loads(args.json.read_text()) if args.json.is_file() else []
-        args.json.write_text(json.dumps(existing + records, indent=1))
+        append_records(args.json, records)
     return records
 
 

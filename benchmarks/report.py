@@ -5,8 +5,9 @@
 Records of ``throughput.py`` give one row per configuration (method, precision, batch, length):
 ftcore's and transformers(+peft)'s samples/s, their ratio, ftcore's MFU against the fastest matmul rate
 measured on that machine in that dtype (over all the records given), and the peak memory each adds to
-the process (model, optimizer state, activations; both share one process, so it is indicative). Records of ``epoch.py`` give one row per job: training time,
-evaluation time and test accuracy / macro F1 of each side. The machine line comes from the records.
+the process (model, optimizer state, activations; both share one process, so it is indicative).
+Records of ``epoch.py`` give one row per job: training time, evaluation time and test accuracy /
+macro F1 of each side. The machine line comes from the records.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+
+def append_records(path: Path, records: list[dict]) -> None:
+    """Add ``records`` to the JSON list in ``path`` (created if missing), as the benchmarks write them."""
+    existing = json.loads(path.read_text()) if path.is_file() else []
+    path.write_text(json.dumps(existing + records, indent=1))
 
 
 def _fmt(value, spec: str, missing: str = "–") -> str:

@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import ctypes
 import gc
-import json
 import os
 import platform
 import statistics
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.flops import step_flops_per_token  # noqa: E402
+from benchmarks.report import append_records  # noqa: E402
 from ftcore.config import MethodConfig, ModelConfig  # noqa: E402
 from ftcore.methods import apply_method  # noqa: E402
 from ftcore.model import BertConfig, SequenceClassifier  # noqa: E402
@@ -328,8 +328,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if len(records) == 2:
         print(f"ftcore / hf = {records[0]['samples_per_s'] / records[1]['samples_per_s']:.2f}x")
     if args.json:
-        existing = json.loads(args.json.read_text()) if args.json.is_file() else []
-        args.json.write_text(json.dumps(existing + records, indent=1))
+        append_records(args.json, records)
     return records
 
 

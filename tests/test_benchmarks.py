@@ -90,8 +90,15 @@ def test_epoch_comparison_trains_both_sides_on_the_same_job(tiny_model_dir, tiny
     assert f"| {method}, fp32, 8 epochs | ftcore |" in text and "| transformers Trainer |" in text
 
 
-def test_epoch_comparison_refuses_jobs_the_other_side_cannot_run(tiny_model_dir, tiny_data):
+def test_epoch_comparison_refuses_jobs_the_other_side_cannot_run(tiny_model_dir, tiny_data, capsys):
     from benchmarks import epoch
 
-    with pytest.raises(SystemExit, match=r"method.name=prefix .*model.pooling=mean"):
+    with pytest.raises(SystemExit) as exit_info:
         epoch.main(["+exp=prefix", "model.pooling=mean", *tiny_overrides(tiny_model_dir, tiny_data)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: not comparable: method.name=prefix")
+    assert "model.pooling=mean" in err
+    with pytest.raises(SystemExit) as exit_info:  # a bad override: the same one-line error as train.py
+        epoch.main(["trainer.epoch=1", *tiny_overrides(tiny_model_dir, tiny_data)])
+    assert exit_info.value.code == 2 and "trainer.epoch" in capsys.readouterr().err

@@ -101,10 +101,14 @@ class LoRALinear(nn.Module):
         """Row norms ‖W₀ + s B A‖ (one per output unit)."""
         return torch.linalg.vector_norm(self.base.weight + self.delta_weight(), dim=1)
 
+    def _low_rank(self, xd: torch.Tensor) -> torch.Tensor:
+        """s · B A xd as two thin matmuls (s folded into B, which is out × r, rather than applied to the
+        B·L × out result)."""
+        return F.linear(F.linear(xd, self.lora_A), self.lora_B * self.scaling)
+
     def side(self, x: torch.Tensor) -> torch.Tensor:
-        """The low-rank path s · B A dropout(x), computed as two thin matmuls (s folded into B, which is
-        out × r, rather than applied to the B·L × out result)."""
-        return F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B * self.scaling)
+        """The additive LoRA path s · B A dropout(x)."""
+        return self._low_rank(self.dropout(x))
 
     def split_base(self):
         """(frozen base ``nn.Linear``, additive side path) so a caller can batch the base matmul with
@@ -119,7 +123,7 @@ class LoRALinear(nn.Module):
         if self.magnitude is None:
             return self.base(x) + self.side(x)
         xd = self.dropout(x)
-        lora = self.scaling * F.linear(F.linear(xd, self.lora_A), self.lora_B)
+        lora = self._low_rank(xd)
         # DoRA, in peft's arrangement: base(x) + (m/n − 1) · W₀ dropout(x) + (m/n) · s B A dropout(x)
         # (without dropout this is b + (m/n) ⊙ (W₀x + s B A x)).
         scale = self.magnitude / self._weight_norm().detach()  # (out,)

@@ -4,10 +4,11 @@ Both compute exactly what their textbook definitions say; they differ from ``F.d
 ``F.scaled_dot_product_attention`` only in how they get there on a CPU, where those two are slow for
 BERT-sized training steps (measured with ``benchmarks/throughput.py``, 2-core AVX-512 machine):
 
-* ``F.dropout`` draws one Bernoulli sample per element through a slow per-element path; half of a LoRA
+* ``F.dropout`` draws one Bernoulli sample per element through a slow per-element path; 30% of a LoRA
   training step went into it. :func:`dropout` draws 64 random bits at a time and uses 15 of them per
-  element (see :func:`keep_lanes`), so the drop probability is ``p`` rounded to a multiple of 1/32768 (0.1 → 0.100006) and the
-  kept values are scaled by the matching ``1 / (1 - p)``, which keeps the expectation exact.
+  element (see :func:`keep_lanes`), so the drop probability is ``p`` rounded to a multiple of 1/32768
+  (0.1 → 0.100006) and the kept values are scaled by the matching ``1 / (1 - p)``, which keeps the
+  expectation exact.
 * SDPA with ``dropout_p > 0`` falls back to its math kernel, which upcasts bf16 to fp32 and masks
   ``-inf`` rows with several extra passes; its fused flash kernel (no dropout) is slow for 32-wide heads.
   :func:`attention` runs softmax(Q Kᵀ / √d + mask) V as two batched matmuls in the input dtype with the

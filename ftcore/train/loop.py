@@ -480,7 +480,6 @@ def fit(
         barrier(dist)
         best = ckpt.load_latest(best_dir, log=log.warning)
         best_in_memory = best[1]["model.safetensors"] if best is not None else {}
-        best_val_metrics.clear()
     model.load_state_dict(best_in_memory, strict=False)
     val_metrics = (
         best_val_metrics
