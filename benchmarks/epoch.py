@@ -16,14 +16,20 @@ The config is composed exactly as ``scripts/train.py`` composes it (``conf/``, p
   (``train_sampling_strategy="group_by_length"``), dynamic padding to multiples of 8 and its default
   fused AdamW; for ftcore, what ``scripts/train.py`` does by default.
 
-It reports training time (the epoch's steps, data loading included), evaluation time and the validation
-and test metrics of each, computed by the same ``ftcore.metrics`` code. ftcore runs first, then the
-``Trainer``; rerun to see the machine's drift.
+It reports training time (the epoch's steps, data loading included), evaluation time, peak resident
+memory and the validation and test metrics of each, computed by the same ``ftcore.metrics`` code. Each
+side runs in a fresh Python process (ftcore first, then the ``Trainer``), so neither inherits the other's
+heap or allocator settings: ftcore's training loop tells glibc's malloc to keep freed memory
+(``trainer.retain_memory``); ``--hf-retain-memory`` gives the Trainer's process the same setting, to
+separate that lever from the rest. Rerun to see the machine's drift.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +45,7 @@ from ftcore.cli import CONF_DIR, check_overrides, fail, to_config  # noqa: E402
 from ftcore.config import Config, register_configs  # noqa: E402
 from ftcore.metrics import compute_metrics  # noqa: E402
 from ftcore.optim.schedules import warmup_steps_for  # noqa: E402
+from ftcore.train.allocator import retain_freed_memory  # noqa: E402
 from ftcore.train.distributed import SINGLE_PROCESS  # noqa: E402
 from ftcore.train.experiment import prepare, seed_everything, train  # noqa: E402
 from ftcore.train.precision import resolve_device, resolve_precision  # noqa: E402
@@ -212,31 +219,58 @@ def run_hf(cfg: Config, work: Path) -> dict:
 # --- main -------------------------------------------------------------------------------------------
 
 
+def run_side(name: str, cfg: Config, overrides: list[str], work: Path, hf_retain_memory: bool) -> dict:
+    """One side's record, measured in this process."""
+    if name == "hf" and hf_retain_memory:
+        retain_freed_memory()
+    record = {"ftcore": run_ftcore, "hf": run_hf}[name](cfg, work)
+    record.update(
+        method=cfg.method.name, precision=cfg.trainer.precision, epochs=cfg.trainer.epochs,
+        batch_size=cfg.trainer.batch_size, overrides=overrides, machine=machine(resolve_device(cfg.trainer.device)),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )  # fmt: skip
+    if name == "hf":
+        record["hf_retain_memory"] = hf_retain_memory
+    return record
+
+
+def run_child(name: str, overrides: list[str], work: Path, hf_retain_memory: bool) -> dict:
+    """Run one side in a fresh interpreter, so neither inherits the other's heap or allocator settings."""
+    out = work / f"{name}-record.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--only", name, "--record", str(out),
+               "--work-dir", str(work), *(["--hf-retain-memory"] if hf_retain_memory else []), *overrides]  # fmt: skip
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:  # the child has said why (one line for a user error)
+        sys.exit(done.returncode)
+    return json.loads(out.read_text())
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="append the two records to this JSON list")
-    parser.add_argument("--only", choices=("ftcore", "hf"), help="run one side only")
+    parser.add_argument("--only", choices=("ftcore", "hf"), help="run one side only, in this process")
     parser.add_argument("--work-dir", type=Path, help="where run directories go (default: a temp dir)")
+    parser.add_argument(
+        "--hf-retain-memory", action="store_true",
+        help="give the Trainer's process ftcore's malloc setting too (trainer.retain_memory)",
+    )  # fmt: skip
+    parser.add_argument("--record", type=Path, help=argparse.SUPPRESS)  # a child's output file
     args, overrides = parser.parse_known_args(argv)
     cfg = compose(overrides)
     check_comparable(cfg)
     cfg.trainer.progress = False
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
-        runners = {"ftcore": run_ftcore, "hf": run_hf}
-        records = []
-        for name, run in runners.items():
-            if args.only in (None, name):
-                record = run(cfg, work)
-                record.update(
-                    method=cfg.method.name, precision=cfg.trainer.precision, epochs=cfg.trainer.epochs,
-                    batch_size=cfg.trainer.batch_size, overrides=overrides,
-                    machine=machine(resolve_device(cfg.trainer.device)),
-                )  # fmt: skip
-                records.append(record)
-                print(f"{name:>7}: train {record['train_seconds']:.1f} s ({record['train_samples_per_s']:.1f} "
-                      f"samples/s), eval {record['eval_seconds']:.1f} s, test accuracy "
-                      f"{record['test']['accuracy']:.4f}, macro F1 {record['test']['f1_macro']:.4f}", flush=True)  # fmt: skip
+        if args.only:
+            records = [run_side(args.only, cfg, overrides, work, args.hf_retain_memory)]
+        else:
+            records = [run_child(name, overrides, work, args.hf_retain_memory) for name in ("ftcore", "hf")]
+    if args.record:
+        args.record.write_text(json.dumps(records[0]))
+    for record in records:
+        print(f"{record['impl']:>7}: train {record['train_seconds']:.1f} s ({record['train_samples_per_s']:.1f} "
+              f"samples/s), eval {record['eval_seconds']:.1f} s, test accuracy {record['test']['accuracy']:.4f}, "
+              f"macro F1 {record['test']['f1_macro']:.4f}, peak RSS {record['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
     if len(records) == 2:
         print(
             f"ftcore / hf training time: {records[1]['train_seconds'] / records[0]['train_seconds']:.2f}x faster"

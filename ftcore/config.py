@@ -280,6 +280,7 @@ class TrainerConfig:
     progress: bool = True
     threads: int | None = None
     compile: bool = False
+    retain_memory: bool = True
 
     def validate(self) -> None:
         check_choice("trainer.precision", self.precision, PRECISIONS)

@@ -35,7 +35,7 @@ from ftcore.train.loop import fit
 from ftcore.train.precision import resolve_device, resolve_precision
 
 # trainer.* settings that change how a run reports, not what it computes: resuming may change them.
-COSMETIC_TRAINER_KEYS = ("progress", "log_every", "threads", "compile")
+COSMETIC_TRAINER_KEYS = ("progress", "log_every", "threads", "compile", "retain_memory")
 
 
 def fingerprint(cfg: Config, data: TaskData, precision: str) -> dict:

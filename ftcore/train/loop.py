@@ -32,6 +32,7 @@ from ftcore.model.heads import SequenceClassifier
 from ftcore.optim import AdamW, Schedule, param_groups
 from ftcore.optim.schedules import warmup_steps_for
 from ftcore.train import checkpoint as ckpt
+from ftcore.train.allocator import retain_freed_memory
 from ftcore.train.distributed import SINGLE_PROCESS, DistInfo, barrier, broadcast_object, gather_objects
 from ftcore.train.logging import Reporter, log
 from ftcore.train.precision import LossScaler, autocast
@@ -231,6 +232,8 @@ def fit(
     ddp = DistributedDataParallel(model) if dist.enabled else model
     if trainer.compile:  # compiled lazily, at the first step (and again for new shapes)
         ddp = torch.compile(ddp)
+    if device.type == "cpu" and trainer.retain_memory and retain_freed_memory():
+        log.info("CPU: malloc keeps freed memory for reuse (trainer.retain_memory=true)")
     progress = Progress()
     last_dir, best_dir = run_dir / "checkpoints" / "last", run_dir / "checkpoints" / "best"
 
