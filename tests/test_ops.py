@@ -1,10 +1,11 @@
 """The CPU fast paths of dropout and attention compute what F.dropout / F.scaled_dot_product_attention do."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ftcore.model.ops import Dropout, attention, dropout, keep_mask
+from ftcore.model.ops import Dropout, attention, dropout, keep_lanes, keep_mask, random_words
 
 
 def test_dropout_drops_at_rate_p_and_keeps_the_expectation():
@@ -35,6 +36,39 @@ def test_dropout_bits_are_not_correlated_across_neighbouring_elements():
         for j in range(i + 1, 4):
             both = (k[:, i] * k[:, j]).mean().item()
             assert abs(both - 0.25) < 6e-3, (i, j)
+
+
+def test_random_words_are_seeded_by_torch_and_every_bit_is_fair():
+    torch.manual_seed(9)
+    a = random_words(50_000)
+    torch.manual_seed(9)
+    assert torch.equal(a, random_words(50_000)) and a.dtype == torch.int64
+    assert not torch.equal(a, random_words(50_000))  # the generator moved on
+    bits = (a[:, None] >> torch.arange(64)) & 1  # (arithmetic shift: bit 63 is the sign)
+    assert ((bits.double().mean(0) - 0.5).abs() < 0.01).all()  # ~4.5 sigma at n = 5e4
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 1 / 32768])
+def test_keep_lanes_decides_each_element_from_its_own_15_bits(p):
+    # the reference: element i keeps iff the low 15 bits of its 16-bit lane are >= the drop threshold
+    # (odd sizes take the kernels' scalar tails, where int16 wrap-around must behave the same)
+    for n in (1, 33, 1001):
+        torch.manual_seed(11)
+        lanes, _ = keep_lanes((n,), p)
+        torch.manual_seed(11)
+        words = random_words((n + 3) // 4).numpy().view(np.uint16)[:n]
+        expected = (words & 0x7FFF) >= round(p * 32768)
+        assert np.array_equal(lanes.numpy() == 1, expected) and set(np.unique(lanes.numpy())) <= {0, 1}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_keep_lanes_builds_the_same_mask_in_any_dtype(dtype):
+    torch.manual_seed(10)
+    lanes, scale = keep_lanes((5, 7, 9), 0.3)
+    torch.manual_seed(10)
+    mask, same_scale = keep_lanes((5, 7, 9), 0.3, dtype)
+    assert mask.dtype == dtype and scale == same_scale
+    assert torch.equal(mask, lanes.to(dtype)) and set(mask.unique().tolist()) == {0.0, 1.0}
 
 
 def test_dropout_in_bf16_scales_kept_values_by_the_exact_factor():
@@ -79,15 +113,22 @@ def _qkv(B=3, nh=4, Lq=7, Lk=7, d=8, dtype=torch.float64):
     return [torch.randn(B, nh, L, d, generator=g, dtype=dtype, requires_grad=True) for L in (Lq, Lk, Lk)]
 
 
-@pytest.mark.parametrize("with_mask", [False, True])
+# additive masks of every shape that broadcasts to (B, nh, Lq, Lk): per example (what BertModel passes),
+# per example and query, per head, and one (Lq, Lk) matrix for all
+MASK_SHAPES = [None, (3, 1, 1, -1), (3, 1, 7, -1), (3, 4, 7, -1), (7, -1)]
+
+
+@pytest.mark.parametrize("mask_shape", MASK_SHAPES)
 @pytest.mark.parametrize("Lk", [7, 11])  # 11: extra prefix keys, as prefix tuning passes
-def test_attention_equals_sdpa_forward_and_backward(with_mask, Lk):
+def test_attention_equals_sdpa_forward_and_backward(mask_shape, Lk):
     q, k, v = _qkv(Lk=Lk)
     mask = None
-    if with_mask:
-        keep = torch.ones(3, Lk, dtype=torch.bool)
-        keep[1, -3:] = False
-        mask = torch.zeros(3, 1, 1, Lk, dtype=q.dtype).masked_fill(~keep[:, None, None, :], -1e9)
+    if mask_shape is not None:
+        shape = tuple(Lk if n == -1 else n for n in mask_shape)
+        g = torch.Generator().manual_seed(8)
+        drop = torch.rand(shape, generator=g) < 0.3
+        drop[..., 0] = False  # every query keeps a key
+        mask = torch.randn(shape, generator=g, dtype=q.dtype).masked_fill(drop, -1e9)
     ours = attention(q, k, v, mask)
     ref_inputs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
     ref = F.scaled_dot_product_attention(*ref_inputs, attn_mask=mask)

@@ -201,13 +201,16 @@ class SelfAttention(nn.Module):
         One (H -> 3H) product reads ``x`` once and keeps the machine busier than three (H -> H) ones.
         A projection wrapped by an adapter joins in through ``split_base()``, which returns its frozen
         ``nn.Linear`` and an additive side path (LoRA's ``s · B A x``); a wrapper without it (DoRA, or any
-        custom module) makes all three run on their own.
+        custom module) makes all three run on their own. Under autocast ``x`` is cast once, and the side
+        paths (their dropout included) see the same low-precision copy the matmul reads.
         """
         parts = [_base_and_side(m) for m in (self.query, self.key, self.value)]
         if any(p is None for p in parts):
             return self.query(x), self.key(x), self.value(x)
         weight = torch.cat([base.weight for base, _ in parts])
         bias = None if any(base.bias is None for base, _ in parts) else torch.cat([b.bias for b, _ in parts])
+        if torch.is_autocast_enabled(x.device.type):  # cast once for the matmul and the side paths
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         outputs = F.linear(x, weight, bias).split(x.shape[-1], dim=-1)
         return tuple(y if side is None else y + side(x) for y, (_, side) in zip(outputs, parts))
 

@@ -5,14 +5,15 @@ Both compute exactly what their textbook definitions say; they differ from ``F.d
 BERT-sized training steps (measured with ``benchmarks/throughput.py``, 2-core AVX-512 machine):
 
 * ``F.dropout`` draws one Bernoulli sample per element through a slow per-element path; 30% of a LoRA
-  training step went into it. :func:`dropout` draws 64 random bits at a time and uses 15 of them per
-  element (see :func:`keep_lanes`), so the drop probability is ``p`` rounded to a multiple of 1/32768
-  (0.1 → 0.100006) and the kept values are scaled by the matching ``1 / (1 - p)``, which keeps the
-  expectation exact.
+  training step went into it. :func:`dropout` draws 64 random bits at a time (numpy's SFC64, seeded
+  from torch's generator) and uses 15 of them per element (see :func:`keep_lanes`), so the drop
+  probability is ``p`` rounded to a multiple of 1/32768 (0.1 → 0.100006) and the kept values are scaled
+  by the matching ``1 / (1 - p)``, which keeps the expectation exact.
 * SDPA with ``dropout_p > 0`` falls back to its math kernel, which upcasts bf16 to fp32 and masks
   ``-inf`` rows with several extra passes; its fused flash kernel (no dropout) is slow for 32-wide heads.
   :func:`attention` runs softmax(Q Kᵀ / √d + mask) V as two batched matmuls in the input dtype with the
-  scale and mask folded in, and is 3–4x faster per layer forward + backward at L=128 in bf16.
+  scale and mask folded into the first (``baddbmm``), and is 3–4x faster per layer forward + backward
+  at L=128 in bf16.
 
 On CUDA both defer to PyTorch's kernels; under ``torch.compile`` dropout does too (the compiler
 generates its own random numbers and cannot trace the int16 view of the random words).
@@ -22,11 +23,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-BITS = 15  # random bits per element: 4 elements from every int64 draw (whose top bit is always 0)
+BITS = 15  # random bits per element: 4 elements from every 64-bit random word
 LEVELS = 1 << BITS
 
 
@@ -34,27 +36,41 @@ def _use_fallback(x: torch.Tensor) -> bool:
     return x.device.type != "cpu" or torch.compiler.is_compiling()
 
 
-# Four 16-bit lanes per int64 word, as signed 64-bit constants: the low 15 bits of every lane, the lowest
-# bit of every lane (times a number: that number in every lane) and the top bit of every lane.
-LANE_BITS = 0x7FFF_7FFF_7FFF_7FFF
-LANE_ONES = 0x0001_0001_0001_0001
-LANE_TOPS = 0x8000_8000_8000_8000 - (1 << 64)
+# The bit pattern of 1.0 in each 16-bit dtype: a 16-bit lane holding it *is* that dtype's 1.
+ONE_BITS = {torch.int16: 1, torch.bfloat16: 0x3F80, torch.float16: 0x3C00}
 
 
-def keep_lanes(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
-    """An int16 tensor of ``shape`` holding 1 (keep, probability ``1 - p``) or 0 (drop), with ``p``
-    rounded to a multiple of 1/32768, and the scale ``1 / (1 - p)`` for that rounded ``p``.
+def random_words(n: int) -> torch.Tensor:
+    """``n`` random 64-bit words (int64), seeded from torch's default CPU generator.
 
-    Each int64 drawn from the default CPU generator (63 random bits) decides four elements, one 16-bit
-    lane each, without a per-lane pass: a lane's 15 random bits v plus (32768 - drop) reach the lane's
-    top bit exactly when v >= drop, and cannot carry into the next lane; a shift brings that bit down.
+    One draw from torch's generator seeds numpy's SFC64, which fills the words about twice as fast as
+    ``torch.Tensor.random_`` (Mersenne Twister, 32 bits at a time). ``torch.manual_seed`` and the saved
+    RNG state of a checkpoint therefore still decide every mask.
+    """
+    seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+    return torch.from_numpy(np.random.SFC64(seed).random_raw(n).view(np.int64))
+
+
+def keep_lanes(
+    shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.int16
+) -> tuple[torch.Tensor, float]:
+    """A tensor of ``shape`` holding 1 (keep, probability ``1 - p``) or 0 (drop), with ``p`` rounded to a
+    multiple of 1/32768, and the scale ``1 / (1 - p)`` for that rounded ``p``.
+
+    Each 64-bit random word decides four elements, one 16-bit lane each, in four int16 passes. For a
+    16-bit ``dtype`` (int16, bf16, fp16) the kept lanes hold the bit pattern of that dtype's 1, so the
+    mask needs no conversion pass; other dtypes get one.
     """
     n = math.prod(shape)
     drop = round(p * LEVELS)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_()
-    words.bitwise_and_(LANE_BITS).add_((LEVELS - drop) * LANE_ONES).bitwise_and_(LANE_TOPS)
-    words = words.bitwise_right_shift_(BITS).bitwise_and_(LANE_ONES)
-    return words.view(torch.int16)[:n].view(shape), LEVELS / (LEVELS - drop)
+    lanes = random_words((n + 3) // 4).view(torch.int16)[:n]  # four 16-bit lanes per word
+    # low 15 bits v, plus (32768 - drop): the sum reaches 32768 (negative as int16) exactly when
+    # v >= drop; an arithmetic shift turns the sign into all ones (keep) or zeros (drop), and a mask
+    # keeps the bits of the dtype's 1.
+    lanes.bitwise_and_(LEVELS - 1).add_(LEVELS - drop).bitwise_right_shift_(BITS)
+    lane_dtype = dtype if dtype in ONE_BITS else torch.int16
+    lanes = lanes.bitwise_and_(ONE_BITS[lane_dtype]).view(lane_dtype).view(shape)
+    return (lanes if lane_dtype == dtype else lanes.to(dtype)), LEVELS / (LEVELS - drop)
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
@@ -66,8 +82,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tens
 class _Dropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        lanes, scale = keep_lanes(x.shape, p)
-        mask = lanes.to(x.dtype)  # 0 / 1
+        mask, scale = keep_lanes(x.shape, p, x.dtype)  # 0 / 1 in x's dtype
         ctx.save_for_backward(mask)
         ctx.scale = scale
         # x · mask · scale in one pass, rounded once: a bf16 mask holding the scale itself would
@@ -109,11 +124,19 @@ def attention(
     """
     if q.device.type != "cpu":  # (under torch.compile the matmul form below lets inductor fuse it)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)
-    if mask is not None:
-        scores = scores.add_(mask.to(scores.dtype))
+    B, nh, Lq, d = q.shape
+    Lk = k.shape[2]
+    q3, kt3 = q.reshape(B * nh, Lq, d), k.reshape(B * nh, Lk, d).transpose(1, 2)
+    if mask is None:
+        scores = torch.bmm(q3, kt3).mul_(d**-0.5)
+    else:
+        # scale · q kᵀ + mask in the matmul itself: separate passes over (B·nh, Lq, Lk), the mask's
+        # broadcast add above all, cost more than the product when Lk is not a multiple of 32
+        mask = mask.reshape((1,) * (4 - mask.dim()) + mask.shape).to(q.dtype)
+        mask = mask.expand(B, nh, mask.shape[2], Lk).reshape(B * nh, mask.shape[2], Lk)
+        scores = torch.baddbmm(mask, q3, kt3, alpha=d**-0.5)
     probs = dropout(torch.softmax(scores, dim=-1), dropout_p)
-    return torch.matmul(probs, v)
+    return torch.bmm(probs, v.reshape(B * nh, Lk, d)).view(B, nh, Lq, d)
 
 
-__all__ = ["Dropout", "attention", "dropout", "keep_lanes", "keep_mask"]
+__all__ = ["Dropout", "attention", "dropout", "keep_lanes", "keep_mask", "random_words"]
