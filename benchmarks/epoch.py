@@ -231,6 +231,9 @@ def run_side(name: str, cfg: Config, overrides: list[str], work: Path, hf_retain
     )  # fmt: skip
     if name == "hf":
         record["hf_retain_memory"] = hf_retain_memory
+    print(f"{name:>7}: train {record['train_seconds']:.1f} s ({record['train_samples_per_s']:.1f} samples/s), "
+          f"eval {record['eval_seconds']:.1f} s, test accuracy {record['test']['accuracy']:.4f}, "
+          f"macro F1 {record['test']['f1_macro']:.4f}, peak RSS {record['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
     return record
 
 
@@ -267,10 +270,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
             records = [run_child(name, overrides, work, args.hf_retain_memory) for name in ("ftcore", "hf")]
     if args.record:
         args.record.write_text(json.dumps(records[0]))
-    for record in records:
-        print(f"{record['impl']:>7}: train {record['train_seconds']:.1f} s ({record['train_samples_per_s']:.1f} "
-              f"samples/s), eval {record['eval_seconds']:.1f} s, test accuracy {record['test']['accuracy']:.4f}, "
-              f"macro F1 {record['test']['f1_macro']:.4f}, peak RSS {record['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
     if len(records) == 2:
         print(
             f"ftcore / hf training time: {records[1]['train_seconds'] / records[0]['train_seconds']:.2f}x faster"
