@@ -6,8 +6,9 @@ Records of ``throughput.py`` give one row per configuration (method, precision, 
 ftcore's and transformers(+peft)'s samples/s, their ratio, ftcore's MFU against the fastest matmul rate
 measured on that machine in that dtype (over all the records given), and the peak memory each adds to
 the process (model, optimizer state, activations; both share one process, so it is indicative).
-Records of ``epoch.py`` give one row per job: training time, evaluation time and test accuracy /
-macro F1 of each side. The machine line comes from the records.
+Records of ``epoch.py`` give one row per run, in file order: training time (and, for a Trainer run,
+how much faster the ftcore run before it was), evaluation time, peak resident memory and test
+accuracy / macro F1. The machine line comes from the records.
 """
 
 from __future__ import annotations

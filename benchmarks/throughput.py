@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
 import os
 import platform
@@ -35,6 +34,7 @@ from ftcore.config import MethodConfig, ModelConfig  # noqa: E402
 from ftcore.methods import apply_method  # noqa: E402
 from ftcore.model import BertConfig, SequenceClassifier  # noqa: E402
 from ftcore.optim import AdamW, param_groups  # noqa: E402
+from ftcore.train.allocator import release_freed_memory  # noqa: E402
 from ftcore.train.precision import autocast, resolve_device  # noqa: E402
 
 METHODS = ("full", "freeze", "bitfit", "lora", "dora", "prefix", "prompt")
@@ -163,8 +163,7 @@ def memory_mb(device: torch.device) -> float | None:
     if device.type == "cuda":
         return torch.cuda.memory_allocated() / 2**20
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_freed_memory()
     return _status_mb("VmRSS")
 
 

@@ -3,10 +3,11 @@
 A training step allocates and frees the same activations every time. glibc's malloc hands large freed
 blocks back to the kernel (``munmap``, or trimming the top of the heap), so the next step gets fresh
 pages and takes a page fault on the first touch of every 4 KiB: about 45,000 faults, and 10–15% of a
-B=32, L=128 MiniLM step on the 2-core machine these numbers come from (``benchmarks/throughput.py``
-steps with and without; the faults read from ``getrusage``). Raising the mmap and trim thresholds
-makes malloc keep those blocks and reuse them; after two or three steps a step faults no more. The
-cost is that the process keeps its peak heap (about 15% more resident memory at L=128).
+B=32, L=128 MiniLM step on the 2-core machine these numbers come from (``benchmarks/throughput.py``'s
+model and batches, timed with and without in alternating processes; faults read from ``getrusage``).
+Raising the mmap and trim thresholds makes malloc keep those blocks and reuse them; after two or three
+steps a step faults no more. The cost is that the process keeps its peak heap (about 15% more resident
+memory at L=128). :func:`release_freed_memory` does the opposite, once (``malloc_trim``).
 
 Only glibc on Linux has these knobs (``mallopt``); elsewhere :func:`retain_freed_memory` does nothing.
 The setting lasts for the rest of the process.
@@ -47,4 +48,11 @@ def retain_freed_memory() -> bool:
     )
 
 
-__all__ = ["retain_freed_memory"]
+def release_freed_memory() -> None:
+    """Hand the heap's free memory back to the kernel now (``malloc_trim``); a no-op without glibc."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+__all__ = ["release_freed_memory", "retain_freed_memory"]
