@@ -257,3 +257,54 @@ def test_frozen_added_tokens_still_travel_with_the_adapter(tiny_model_dir, tmp_p
     save_adapter(model, tmp_path, cfg, tiny_model_dir)
     loaded = load_adapter(tmp_path)
     assert torch.equal(loaded.encoder.embeddings.added.weight, model.encoder.embeddings.added.weight)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        {"name": "full"},
+        {"name": "lora", "targets": ["query", "key", "value"]},  # the stacked projection with side paths
+        {"name": "dora"},  # projections that run one by one
+        {"name": "prefix"},
+        {"name": "prompt", "prompt_position": "after_cls"},
+        {"name": "prompt", "prompt_position": "before"},
+    ],
+    ids=lambda m: "-".join(str(v) for v in m.values() if not isinstance(v, list)),
+)
+def test_a_first_token_head_computes_only_that_position_in_the_last_layer(tiny_config, method):
+    torch.manual_seed(0)
+    model, _ = make(tiny_config, **method)
+    randomize_adapters(model)
+    encoder = model.encoder.eval()
+    ids, mask = batch()
+    for attention_mask in (mask, None):
+        with torch.no_grad():
+            full = encoder(ids, attention_mask)
+            first = encoder(ids, attention_mask, first_token_only=True)
+        assert first.shape == (4, 1, tiny_config.hidden_size)
+        torch.testing.assert_close(first, full[:, :1], rtol=1e-5, atol=1e-6)
+    # the gradients of everything that trains are those of the full computation (dropout off)
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "dropout_p"):
+            module.dropout_p = 0.0
+    grads = []
+    for first_only in (False, True):
+        model.zero_grad()
+        encoder(ids, mask, first_token_only=first_only)[:, 0].pow(2).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_head_reads_the_first_token_only_for_cls_and_pooler(tiny_config, monkeypatch):
+    calls = []
+    forward = BertModel.forward
+    monkeypatch.setattr(BertModel, "forward", lambda self, *a, **k: calls.append(k) or forward(self, *a, **k))
+    ids, mask = batch()
+    for pooling in ("cls", "pooler", "mean"):
+        SequenceClassifier(BertModel(tiny_config), num_labels=2, pooling=pooling)(ids, mask)
+    assert [k.get("first_token_only") for k in calls] == [True, True, False]

@@ -9,7 +9,9 @@ Each Layer is post-LayerNorm, as in the original paper:
 
 Attention and dropout come from ``ops.py``: ``F.scaled_dot_product_attention`` / ``F.dropout`` on CUDA,
 and on CPU the same maths written out as matmuls and a bit-sliced dropout, which is several times faster.
-This file knows nothing about files: loading HF-format checkpoints lives in ``checkpoint_io.py``.
+A head that reads only the first token ([CLS], the pooler) asks for ``first_token_only``: the last layer
+then runs its queries, feed-forward and norms for that position alone. This file knows nothing about
+files: loading HF-format checkpoints lives in ``checkpoint_io.py``.
 """
 
 from __future__ import annotations
@@ -181,38 +183,61 @@ class SelfAttention(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+        query_rows: slice | None = None,
     ) -> torch.Tensor:
-        B, L, H = x.shape
+        """x (B, L, H) -> (B, L, H); with ``query_rows``, the output of those positions only (B, Lq, H).
+
+        Keys and values always come from every position; only the queries (and so everything after
+        them) are restricted, which is all a head that reads one position needs from the last layer.
+        """
+        B, H = x.shape[0], x.shape[2]
 
         def heads(t: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, nh, L, hd)
-            return t.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+            return t.view(B, t.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-        q, k, v = (heads(t) for t in self.project_qkv(x))
+        q, k, v = (heads(t) for t in self.project_qkv(x, query_rows))
         if prefix is not None:
             k = torch.cat([prefix[0].to(k.dtype), k], dim=2)
             v = torch.cat([prefix[1].to(v.dtype), v], dim=2)
-        y = attention(q, k, v, mask, self.dropout_p if self.training else 0.0)  # (B, nh, L, hd)
-        y = y.transpose(1, 2).reshape(B, L, H)
+        y = attention(q, k, v, mask, self.dropout_p if self.training else 0.0)  # (B, nh, Lq, hd)
+        y = y.transpose(1, 2).reshape(B, q.shape[2], H)
         return self.out(y)
 
-    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Query, key and value (B, L, H) each, from one matmul against the three stacked weights.
+    def project_qkv(
+        self, x: torch.Tensor, query_rows: slice | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Query, key and value (B, L, H) each, from one matmul against the stacked weights.
 
         One (H -> 3H) product reads ``x`` once and keeps the machine busier than three (H -> H) ones.
         A projection wrapped by an adapter joins in through ``split_base()``, which returns its frozen
         ``nn.Linear`` and an additive side path (LoRA's ``s · B A x``); a wrapper without it (DoRA, or any
         custom module) makes all three run on their own. Under autocast ``x`` is cast once, and the side
-        paths (their dropout included) see the same low-precision copy the matmul reads.
+        paths (their dropout included) see the same low-precision copy the matmul reads. ``query_rows``
+        projects queries for those positions only (B, Lq, H): keys and values share one (H -> 2H) product.
         """
         parts = [_base_and_side(m) for m in (self.query, self.key, self.value)]
         if any(p is None for p in parts):
-            return self.query(x), self.key(x), self.value(x)
-        weight = torch.cat([base.weight for base, _ in parts])
-        bias = None if any(base.bias is None for base, _ in parts) else torch.cat([b.bias for b, _ in parts])
+            xq = x if query_rows is None else x[:, query_rows]
+            return self.query(xq), self.key(x), self.value(x)
         if torch.is_autocast_enabled(x.device.type):  # cast once for the matmul and the side paths
             x = x.to(torch.get_autocast_dtype(x.device.type))
-        outputs = F.linear(x, weight, bias).split(x.shape[-1], dim=-1)
-        return tuple(y if side is None else y + side(x) for y, (_, side) in zip(outputs, parts))
+        xq = x if query_rows is None else x[:, query_rows]
+        if query_rows is None:
+            outputs = F.linear(x, *_stacked(parts)).split(x.shape[-1], dim=-1)
+        else:
+            kv = F.linear(x, *_stacked(parts[1:])).split(x.shape[-1], dim=-1)
+            outputs = (F.linear(xq, *_stacked(parts[:1])), *kv)
+        inputs = (xq, x, x)
+        return tuple(y if side is None else y + side(i) for y, i, (_, side) in zip(outputs, inputs, parts))
+
+
+def _stacked(parts: list) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weights (and biases) of the base layers in ``parts`` stacked along the output dimension."""
+    weights = [base.weight for base, _ in parts]
+    biases = None if any(base.bias is None for base, _ in parts) else [base.bias for base, _ in parts]
+    if len(parts) == 1:
+        return weights[0], None if biases is None else biases[0]
+    return torch.cat(weights), None if biases is None else torch.cat(biases)
 
 
 def _base_and_side(module: nn.Module):
@@ -252,8 +277,13 @@ class Layer(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+        query_rows: slice | None = None,
     ) -> torch.Tensor:
-        x = self.attention_norm(x + self.dropout(self.attention(x, mask, prefix)))
+        """(B, L, H) -> (B, L, H), or (B, Lq, H) for the positions in ``query_rows`` only."""
+        y = self.attention(x, mask, prefix, query_rows)
+        if query_rows is not None:
+            x = x[:, query_rows]
+        x = self.attention_norm(x + self.dropout(y))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
@@ -323,10 +353,15 @@ class BertModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        first_token_only: bool = False,
     ) -> torch.Tensor:
         """input_ids (B, L), attention_mask (B, L) of 1 = token / 0 = padding -> hidden (B, L, H).
 
         ``attention_mask=None`` means no padding, which lets SDPA use its fastest (mask-free) kernels.
+        ``first_token_only`` returns the first token's hidden state alone, (B, 1, H), which is all a
+        [CLS] or pooler head reads: the last layer then computes its keys and values for every position
+        but its queries, attention output, feed-forward and norms for that one position (about a sixth
+        of a 6-layer encoder's work saved; the result is the same as slicing the full output).
         """
         if self.prompt is not None:  # soft prompt tuning: virtual tokens join the input
             embeds = self.embeddings.lookup(input_ids) if inputs_embeds is None else inputs_embeds
@@ -337,8 +372,15 @@ class BertModel(nn.Module):
         x = self.embeddings(input_ids, token_type_ids, inputs_embeds, position_offset=P)
         prefixes = None if self.prefix is None else self.prefix(x.shape[0])
         mask = None if attention_mask is None else attention_bias(attention_mask, x.dtype, num_prefix=P)
+        first = None
+        if first_token_only:  # where the first real token sits (a prompt may come before it)
+            at = self.prompt.length if self.prompt is not None and self.prompt.offset == 0 else 0
+            first = slice(at, at + 1)
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, mask, None if prefixes is None else prefixes[i])
+            x = layer(x, mask, None if prefixes is None else prefixes[i], first if i == last else None)
+        if first_token_only:
+            return x if self.layers else x[:, first]
         return x if self.prompt is None else self.prompt.remove(x)
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -114,7 +114,9 @@ class SequenceClassifier(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+        # a [CLS] or pooler head reads one position: the last layer computes only that one
+        first_only = self.pooling in ("cls", "pooler")
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids, first_token_only=first_only)
         return self.head(pool(hidden, attention_mask, self.pooling, self.encoder))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
