@@ -5,12 +5,15 @@ Per token and layer the forward pass costs
     dense       2 · (4H² + 2HI)     query, key, value, output projections and the feed-forward
     attention   2 · 2LH             Q·Kᵀ and P·V over L keys
 
-and the head 2H² + 2HC (pooler, classifier) once per sequence. In the backward pass, a layer that
-gradients flow through costs its dense part once more (input gradients) plus twice its attention part
-(both operands of Q·Kᵀ and P·V come from activations); a layer whose weights train adds its dense part
-again (weight gradients). Gradients flow down to the lowest layer holding a trainable tensor. So full
-fine-tuning costs about 3× the forward pass and a frozen base with small adapters about 2× (adapter
-matmuls are small and not counted).
+and the head 2H² + 2HC (pooler, classifier) once per sequence. A head that reads one token ([CLS], the
+pooler) needs less of the last layer: its keys and values for every token (2 · 2H²), but its query,
+output projection, feed-forward and attention for that one token per sequence; ftcore computes just
+that (``first_token_only``), transformers the whole layer, so the count is the work the job needs. In
+the backward pass, a layer that gradients flow through costs its dense part once more (input gradients)
+plus twice its attention part (both operands of Q·Kᵀ and P·V come from activations); a layer whose
+weights train adds its dense part again (weight gradients). Gradients flow down to the lowest layer
+holding a trainable tensor. So full fine-tuning costs about 3× the forward pass and a frozen base with
+small adapters about 2× (adapter matmuls are small and not counted).
 """
 
 from __future__ import annotations
@@ -33,19 +36,29 @@ class StepFlops:
 
 
 def step_flops_per_token(
-    cfg: BertConfig, seq_len: int, num_labels: int, method: str, freeze_layers: int = 0
+    cfg: BertConfig,
+    seq_len: int,
+    num_labels: int,
+    method: str,
+    freeze_layers: int = 0,
+    first_token_head: bool = True,
 ) -> StepFlops:
     """FLOPs per token of one training step (forward + backward) for a fine-tuning ``method``."""
-    N, H, ffn = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
-    dense = 2 * (4 * H * H + 2 * H * ffn)
-    attention = 2 * 2 * seq_len * H
-    head = (2 * H * H + 2 * H * num_labels) / seq_len
+    N, H, ffn, L = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, seq_len
+    dense = [2 * (4 * H * H + 2 * H * ffn)] * N  # per layer, bottom to top
+    attention = [2 * 2 * L * H] * N
+    if first_token_head and N:
+        kv = 2 * 2 * H * H  # keys and values of every token
+        dense[-1] = kv + (dense[-1] - kv) / L
+        attention[-1] /= L
+    head = (2 * H * H + 2 * H * num_labels) / L
     if method == "full":
         through, trained = N, N
     elif method == "freeze":
         through = trained = N - freeze_layers
     else:  # a frozen base: gradients pass every layer, no base weight gets one
         through, trained = N, 0
-    forward = N * (dense + attention) + head
-    backward = through * (dense + 2 * attention) + trained * dense + 2 * head
+    forward = sum(dense) + sum(attention) + head
+    top = range(N - through, N)  # the layers gradients flow through
+    backward = sum(dense[i] + 2 * attention[i] for i in top) + sum(dense[N - trained :]) + 2 * head
     return StepFlops(forward, backward)

@@ -11,18 +11,31 @@ from benchmarks.flops import step_flops_per_token
 
 
 def test_flop_count_matches_a_hand_count(tiny_config):
-    # H=32, I=37, N=2 layers, L=10, C=2 labels
+    # H=32, I=37, N=2 layers, L=10, C=2 labels; first the whole last layer (as transformers computes it)
     dense = 2 * (4 * 32 * 32 + 2 * 32 * 37)  # 12,928 per token and layer
     attention = 2 * 2 * 10 * 32  # 1,280
     head = (2 * 32 * 32 + 2 * 32 * 2) / 10  # pooler + classifier, once per sequence of 10
-    full = step_flops_per_token(tiny_config, seq_len=10, num_labels=2, method="full")
+    whole = dict(seq_len=10, num_labels=2, first_token_head=False)
+    full = step_flops_per_token(tiny_config, method="full", **whole)
     assert full.forward == 2 * (dense + attention) + head == 28633.6
     assert full.backward == 2 * (dense + 2 * attention) + 2 * dense + 2 * head
     assert full.total == pytest.approx(3 * full.forward, rel=0.05)  # the usual "3x forward" rule
-    lora = step_flops_per_token(tiny_config, seq_len=10, num_labels=2, method="lora")
+    lora = step_flops_per_token(tiny_config, method="lora", **whole)
     assert lora.backward == 2 * (dense + 2 * attention) + 2 * head  # no base weight gradients
-    frozen = step_flops_per_token(tiny_config, seq_len=10, num_labels=2, method="freeze", freeze_layers=1)
+    frozen = step_flops_per_token(tiny_config, method="freeze", freeze_layers=1, **whole)
     assert frozen.backward == 1 * (dense + 2 * attention) + 1 * dense + 2 * head
+    # a one-token head: the last layer projects keys and values (2 * 2 * 32 * 32 per token) for all 10
+    # tokens, and the query, output projection, feed-forward and attention for one of them
+    last_dense = 2 * 2 * 32 * 32 + (2 * 2 * 32 * 32 + 2 * 2 * 32 * 37) / 10  # 4,096 + 883.2
+    last_attention = 2 * 2 * 10 * 32 / 10  # 128
+    one = step_flops_per_token(tiny_config, seq_len=10, num_labels=2, method="full")
+    assert one.forward == pytest.approx(dense + attention + last_dense + last_attention + head)
+    assert one.forward == pytest.approx(19532.8)  # 14,208 + 4,979.2 + 128 + 217.6
+    assert one.backward == pytest.approx(
+        (dense + 2 * attention) + (last_dense + 2 * last_attention) + dense + last_dense + 2 * head
+    )
+    top_only = step_flops_per_token(tiny_config, seq_len=10, num_labels=2, method="freeze", freeze_layers=1)
+    assert top_only.backward == pytest.approx((last_dense + 2 * last_attention) + last_dense + 2 * head)
 
 
 @pytest.mark.parametrize("method", ["lora", "prefix"])
