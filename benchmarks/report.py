@@ -8,13 +8,15 @@ measured on that machine in that dtype (over all the records given), and the pea
 the process (model, optimizer state, activations; both share one process, so it is indicative).
 Records of ``epoch.py`` give one row per run, in file order: training time (and, for a Trainer run,
 how much faster the ftcore run before it was), evaluation time, peak resident memory and test
-accuracy / macro F1. The machine line comes from the records.
+accuracy / macro F1; with two or more pairs, a line under the table gives the median speed-up and each
+side's mean test accuracy. The machine line comes from the records.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 
@@ -70,25 +72,38 @@ def epoch_table(records: list[dict]) -> list[str]:
         "| test accuracy | test macro F1 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    ours = None
+    ours, pairs = None, []
     for r in records:
         epochs = r["epochs"]
         job = f"{r['method']}, {r['precision']}, {epochs} epoch{'s' if epochs > 1 else ''}"
+        if "seed" in r:
+            job += f", seed {r['seed']}"
         if r["impl"] == "ftcore":
             ours, side, faster = r, "ftcore", ""
         else:
             side = "transformers Trainer" + (
                 ", malloc keeping freed memory" if r.get("hf_retain_memory") else ""
             )
-            same_job = ours is not None and (ours["method"], ours["precision"], ours["epochs"]) == (
-                r["method"], r["precision"], epochs
+            same_job = ours is not None and (ours["method"], ours["precision"], ours["epochs"], ours.get("seed")) == (
+                r["method"], r["precision"], epochs, r.get("seed")
             )  # fmt: skip
             faster = f"**{r['train_seconds'] / ours['train_seconds']:.2f}×**" if same_job else ""
+            if same_job and not r.get("hf_retain_memory"):
+                pairs.append((ours, r))
         rss = f"{r['peak_rss_mb'] / 1024:.1f} GB" if "peak_rss_mb" in r else ""
         lines.append(
             f"| {job} | {side} | {r['train_seconds']:.0f} s | {faster} | {r['train_samples_per_s']:.1f} "
             f"| {r['eval_seconds']:.0f} s | {rss} | {r['test']['accuracy']:.4f} | {r['test']['f1_macro']:.4f} |"
         )
+    if len(pairs) >= 2:
+        ratios = sorted(hf["train_seconds"] / ft["train_seconds"] for ft, hf in pairs)
+        accuracy = [sum(p[i]["test"]["accuracy"] for p in pairs) / len(pairs) for i in (0, 1)]
+        lines += [
+            "",
+            f"Over {len(pairs)} pairs: ftcore faster by {statistics.median(ratios):.2f}× (median; "
+            f"{ratios[0]:.2f}–{ratios[-1]:.2f}×), mean test accuracy ftcore {accuracy[0]:.4f}, "
+            f"Trainer {accuracy[1]:.4f}.",
+        ]
     return lines
 
 

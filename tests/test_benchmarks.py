@@ -100,7 +100,30 @@ def test_epoch_comparison_trains_both_sides_on_the_same_job(tiny_model_dir, tiny
             # tiny encoder behind a pooler is too weak for LoRA to get far, on either side)
             assert r["test"]["accuracy"] >= 0.8, (r["impl"], r["test"]["accuracy"])
     text = report.main([str(out)])
-    assert f"| {method}, fp32, 8 epochs | ftcore |" in text and "| transformers Trainer |" in text
+    assert f"| {method}, fp32, 8 epochs, seed 42 | ftcore |" in text and "| transformers Trainer |" in text
+
+
+def test_epoch_table_compares_each_trainer_run_with_its_ftcore_run_and_sums_up_the_pairs():
+    def run(impl, seconds, accuracy, seed, **extra):
+        return {"impl": impl, "method": "lora", "precision": "bf16", "epochs": 1, "seed": seed,
+                "train_seconds": seconds, "train_samples_per_s": 1000 / seconds, "eval_seconds": 9.0,
+                "peak_rss_mb": 2048, "test": {"accuracy": accuracy, "f1_macro": accuracy}, **extra}  # fmt: skip
+
+    records = [
+        run("ftcore", 100.0, 0.80, 1), run("hf", 250.0, 0.79, 1),
+        run("hf", 200.0, 0.79, 1, hf_retain_memory=True),  # a variant of the same job: compared, not paired
+        run("ftcore", 100.0, 0.82, 2), run("hf", 190.0, 0.80, 2),
+        run("ftcore", 100.0, 0.81, 3), run("hf", 210.0, 0.83, 4),  # another seed: not the same job
+    ]  # fmt: skip
+    lines = report.epoch_table(records)
+    faster = [line.split(" | ")[3] for line in lines[2:9]]
+    assert faster == ["", "**2.50×**", "**2.00×**", "", "**1.90×**", "", ""]
+    assert lines[2].startswith("| lora, bf16, 1 epoch, seed 1 | ftcore | 100 s |")
+    assert lines[-1] == (
+        "Over 2 pairs: ftcore faster by 2.20× (median; 1.90–2.50×), mean test accuracy ftcore 0.8100, "
+        "Trainer 0.7950."
+    )
+    assert not any(line.startswith("Over") for line in report.epoch_table(records[:2]))
 
 
 def test_epoch_comparison_refuses_jobs_the_other_side_cannot_run(tiny_model_dir, tiny_data, capsys):
