@@ -165,3 +165,24 @@ def test_export_peft_loads_in_peft_with_the_same_logits(lora_run, tiny_model_dir
     with torch.no_grad():
         ref = theirs(input_ids=ids, attention_mask=mask).logits
     assert (run_logits(lora_run, ids, mask) - ref).abs().max().item() <= 1e-5
+
+
+def test_evaluate_scores_the_loss_with_the_runs_class_weights(tiny_model_dir, tiny_data, tmp_path):
+    lines = tiny_data["train"].read_text().splitlines()
+    skewed = [line for i, line in enumerate(lines) if '"pos"' in line or i % 3 == 0]  # 3:1 pos:neg
+    (tmp_path / "train.jsonl").write_text("\n".join(skewed) + "\n")
+    out = tmp_path / "run"
+    done = run_script(
+        "train.py", f"model.path={tiny_model_dir}", "data=jsonl", f"data.train_file={tmp_path / 'train.jsonl'}",
+        f"data.validation_file={tiny_data['validation']}", f"data.test_file={tiny_data['test']}",
+        "data.max_length=32", "data.class_weights=balanced", "+exp=lora", "trainer.epochs=1",
+        "trainer.batch_size=8", "trainer.precision=fp32", "trainer.device=cpu", "trainer.progress=false",
+        f"hydra.run.dir={out}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    weights = json.loads((out / "checkpoints" / "best" / "state.json").read_text())["class_weights"]
+    assert len(weights) == 2 and max(weights) > 1.5 * min(weights)
+    done = run_script("evaluate.py", f"run_dir={out}", "split=test")
+    assert done.returncode == 0, done.stderr
+    final = json.loads((out / "metrics.json").read_text())["test"]
+    assert json.loads(done.stdout)["loss"] == pytest.approx(final["loss"], rel=1e-5)

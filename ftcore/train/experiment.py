@@ -135,7 +135,9 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
             log.info("model: %s (%s pooling); %s", model_dir, cfg.model.pooling, trainable_report(model))
             tokenizer.save(run_dir / "tokenizer")
             data.labels.save(run_dir / "labels.json")
-        extra = {"base_model": str(model_dir), "vocab_size": tokenizer.vocab_size}
+        weights = None if data.class_weights is None else data.class_weights.tolist()
+        # (the loss weights go with the checkpoints: evaluating the run later scores the same loss)
+        extra = {"base_model": str(model_dir), "vocab_size": tokenizer.vocab_size, "class_weights": weights}
         result = fit(
             model, data, cfg.trainer, cfg.optim, run_dir, device, precision, fingerprint(cfg, data, precision),
             pad_id=tokenizer.pad_id, pad_to_multiple=cfg.data.pad_to_multiple,
@@ -188,7 +190,9 @@ def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
     tokenizer = TextTokenizer.from_dir(run_dir / "tokenizer")
     labels = LabelSpace.load(run_dir / "labels.json")
     cfg.method.prompt_init = "random"  # the checkpoint holds the trained prompt
-    model = build_model(cfg, Path(state["base_model"]), labels, tokenizer)
+    weights = state.get("class_weights")  # (absent from checkpoints written before it was kept)
+    weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+    model = build_model(cfg, Path(state["base_model"]), labels, tokenizer, weights)
     ckpt.load_model_tensors(
         model, tensors["model.safetensors"], state["trainable_only"], run_dir / "checkpoints" / which
     )
