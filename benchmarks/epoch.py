@@ -226,7 +226,8 @@ def run_side(name: str, cfg: Config, overrides: list[str], work: Path, hf_retain
     record = {"ftcore": run_ftcore, "hf": run_hf}[name](cfg, work)
     record.update(
         method=cfg.method.name, precision=cfg.trainer.precision, epochs=cfg.trainer.epochs,
-        batch_size=cfg.trainer.batch_size, seed=cfg.trainer.seed, overrides=overrides, machine=machine(resolve_device(cfg.trainer.device)),
+        batch_size=cfg.trainer.batch_size, seed=cfg.trainer.seed, overrides=overrides,
+        machine=machine(resolve_device(cfg.trainer.device)),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )  # fmt: skip
     if name == "hf":

@@ -65,6 +65,11 @@ def throughput_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def _epoch_job(r: dict) -> tuple:
+    """What makes two epoch records runs of the same job (seed included, where recorded)."""
+    return r["method"], r["precision"], r["epochs"], r.get("seed")
+
+
 def epoch_table(records: list[dict]) -> list[str]:
     """One row per run, in file order; an ftcore run is compared with the Trainer runs that follow it."""
     lines = [
@@ -84,9 +89,7 @@ def epoch_table(records: list[dict]) -> list[str]:
             side = "transformers Trainer" + (
                 ", malloc keeping freed memory" if r.get("hf_retain_memory") else ""
             )
-            same_job = ours is not None and (ours["method"], ours["precision"], ours["epochs"], ours.get("seed")) == (
-                r["method"], r["precision"], epochs, r.get("seed")
-            )  # fmt: skip
+            same_job = ours is not None and _epoch_job(ours) == _epoch_job(r)
             faster = f"**{r['train_seconds'] / ours['train_seconds']:.2f}×**" if same_job else ""
             if same_job and not r.get("hf_retain_memory"):
                 pairs.append((ours, r))

@@ -22,6 +22,7 @@ from ftcore.model.bert import BertModel
 from ftcore.model.ops import Dropout
 
 POOLINGS = ("cls", "pooler", "mean")
+FIRST_TOKEN_POOLINGS = ("cls", "pooler")  # read the first token alone: the encoder may skip the rest
 PROBLEMS = ("single_label", "multi_label", "regression")
 
 
@@ -114,8 +115,7 @@ class SequenceClassifier(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        # a [CLS] or pooler head reads one position: the last layer computes only that one
-        first_only = self.pooling in ("cls", "pooler")
+        first_only = self.pooling in FIRST_TOKEN_POOLINGS  # then the last layer computes that token only
         hidden = self.encoder(input_ids, attention_mask, token_type_ids, first_token_only=first_only)
         return self.head(pool(hidden, attention_mask, self.pooling, self.encoder))
 

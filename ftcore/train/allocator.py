@@ -6,8 +6,9 @@ pages and takes a page fault on the first touch of every 4 KiB: about 45,000 fau
 B=32, L=128 MiniLM step on the 2-core machine these numbers come from (``benchmarks/throughput.py``'s
 model and batches, timed with and without in alternating processes; faults read from ``getrusage``).
 Raising the mmap and trim thresholds makes malloc keep those blocks and reuse them; once the heap has
-settled (a few steps) a step takes next to no faults. The cost is that the process keeps its peak heap (about 15% more resident
-memory at L=128). :func:`release_freed_memory` does the opposite, once (``malloc_trim``).
+settled (a few steps) a step takes next to no faults. The cost is that the process keeps its peak heap
+(about 15% more resident memory at L=128). :func:`release_freed_memory` does the opposite, once
+(``malloc_trim``).
 
 Only glibc on Linux has these knobs (``mallopt``); elsewhere :func:`retain_freed_memory` does nothing.
 The setting lasts for the rest of the process.
