@@ -22,7 +22,9 @@ def test_python_api_example_runs(minilm_dir):
 
 def test_setup_commands_are_what_ci_runs():
     text = README.read_text()
-    test_command = 'pip install torch==2.13.0 && pip install -e ".[dev]" && python -m pytest -q'
+    test_command = (
+        'pip install torch==2.13.0 && pip install -e ".[dev]" -c tests/constraints.txt && python -m pytest -q'
+    )
     assert test_command in text
     ci = (README.parent / ".ci" / "run").read_text()
     assert test_command in ci
