@@ -12,7 +12,7 @@ from pathlib import Path
 from ftcore import cli
 from ftcore.data.dataset import build_task_data, encode_split, reader_options
 from ftcore.data.sources import read_examples
-from ftcore.model.checkpoint_io import save_json
+from ftcore.files import save_json
 from ftcore.train.experiment import load_run
 from ftcore.train.loop import evaluate
 from ftcore.train.precision import resolve_device, resolve_precision

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 from ftcore import cli
+from ftcore.files import save_json
 from ftcore.methods.lora import merge_lora
 from ftcore.methods.peft_io import export_peft
-from ftcore.model.checkpoint_io import export_hf, save_classifier, save_json
+from ftcore.model.checkpoint_io import export_hf, save_classifier
 from ftcore.train.experiment import load_run
 
 DEFAULTS = {"run_dir": "", "format": "", "out": "", "checkpoint": "best"}

@@ -14,8 +14,8 @@ import numpy as np
 
 from ftcore import cli
 from ftcore.errors import DataError
+from ftcore.files import save_text
 from ftcore.methods.lora import merge_lora
-from ftcore.model.checkpoint_io import save_text
 from ftcore.train.experiment import load_run
 from ftcore.train.loop import predict
 from ftcore.train.precision import resolve_device, resolve_precision

@@ -232,3 +232,31 @@ def test_compiled_training_matches_eager_and_reports_the_compile_time(
     a, b = final_weights(tmp_path / "eager"), final_weights(tmp_path / "compiled")
     for name in a:
         assert (a[name] - b[name]).abs().max().item() <= 1e-5, name
+
+
+def test_a_failing_checkpoint_write_ends_the_run_naming_the_path_and_keeps_the_old_ones(
+    tiny_run_config, tmp_path, monkeypatch
+):
+    cfg = tiny_run_config
+    cfg.trainer.save_every = 2
+    writes = {"n": 0}
+    original = ckpt.save_file
+
+    def disk_fills_up(tensors, path, *args, **kwargs):
+        writes["n"] += 1
+        if writes["n"] == 3 * 3 + 2:  # the 4th save of last/ (3 files each), after a partial file
+            Path(path).write_bytes(b"partial")
+            raise OSError(28, "No space left on device", str(path))
+        return original(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", disk_fills_up)
+    last = tmp_path / "checkpoints" / "last"
+    with pytest.raises(CheckpointError) as e:
+        train(cfg, tmp_path)
+    message = str(e.value)
+    assert "\n" not in message and str(last) in message and "No space left on device" in message
+    assert not last.with_name("last.tmp").exists()  # the partial directory is gone
+    for directory, step in ((last, 6), (last.with_name("last.prev"), 4)):  # both intact and verified
+        state, tensors = ckpt._read_verified(directory)
+        assert state["progress"]["step"] == step and tensors["model.safetensors"]
+    assert not (tmp_path / "metrics.json").exists()

@@ -22,6 +22,7 @@ from ftcore.config import DataConfig
 from ftcore.data.sources import Example, Label, load_reviews, read_examples
 from ftcore.data.tokenizer import EncodedTexts, TextTokenizer
 from ftcore.errors import CheckpointError, DataError
+from ftcore.files import save_json
 
 SPLITS = ("train", "validation", "test")
 
@@ -80,8 +81,6 @@ class LabelSpace:
         return indicator
 
     def save(self, path: str | os.PathLike) -> None:
-        from ftcore.model.checkpoint_io import save_json
-
         save_json({"problem": self.problem, "names": self.names}, path)
 
     @classmethod

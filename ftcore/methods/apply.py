@@ -27,6 +27,7 @@ from torch import nn
 
 from ftcore.config import MethodConfig
 from ftcore.errors import CheckpointError, ConfigError
+from ftcore.files import save_json, save_safetensors
 from ftcore.methods.lora import LoRALinear, inject_lora
 from ftcore.methods.prefix import PrefixEncoder
 from ftcore.methods.prompt import SoftPrompt
@@ -129,8 +130,6 @@ def save_adapter(
     model: SequenceClassifier, path: str | Path, method: MethodConfig, base_model: str | Path
 ) -> None:
     """Write the trainable tensors and what is needed to rebuild the model around them over ``base_model``."""
-    from ftcore.model.checkpoint_io import save_json, save_safetensors
-
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     save_safetensors(adapter_state(model), root / ADAPTER_WEIGHTS)

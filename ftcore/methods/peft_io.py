@@ -19,9 +19,10 @@ from pathlib import Path
 
 from ftcore.config import MethodConfig
 from ftcore.errors import CheckpointError
+from ftcore.files import save_json, save_safetensors
 from ftcore.methods.lora import LoRALinear
 from ftcore.model.bert import BertModel
-from ftcore.model.checkpoint_io import ftcore_to_hf_name, save_bert, save_json, save_safetensors
+from ftcore.model.checkpoint_io import ftcore_to_hf_name, save_bert
 from ftcore.model.heads import SequenceClassifier
 
 # Our LoRA target names -> regular expressions over HF module names (peft full-matches a string).

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ftcore.errors import CheckpointError
+from ftcore.files import save_json, save_safetensors
 from ftcore.model.bert import BertConfig, BertModel
 from ftcore.model.heads import SequenceClassifier
 
@@ -227,33 +228,6 @@ def load_sequence_classifier(
     ):
         load_state_strict(model.head.classifier, head, source, dtype)
     return model.to(dtype)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary sibling, fsync, then rename: a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_safetensors(
-    state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None
-) -> None:
-    """Atomically write tensors (made contiguous, moved to CPU) as safetensors."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(state, tmp, metadata=metadata))
-
-
-def save_text(text: str, path: str | os.PathLike) -> None:
-    """Atomically write a UTF-8 text file."""
-    _atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def save_json(obj, path: str | os.PathLike) -> None:
-    """Atomically write an indented JSON file."""
-    save_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", path)
 
 
 def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:

@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ftcore.errors import CheckpointError
+from ftcore.files import fsync
 from ftcore.methods.apply import adapter_state
 
 FORMAT = "ftcore.train_checkpoint/1"
@@ -40,14 +41,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- what goes in -----------------------------------------------------------------------------------
@@ -135,31 +128,39 @@ def save_checkpoint(
     optimizer_tensors: dict[str, torch.Tensor] | None = None,
     rng_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Atomically replace ``directory`` with a new checkpoint; the old one becomes ``<directory>.prev``."""
+    """Atomically replace ``directory`` with a new checkpoint; the old one becomes ``<directory>.prev``.
+
+    An ``OSError`` while writing (disk full, no permission) removes the partial temporary directory and
+    raises ``CheckpointError`` naming the path; the previous checkpoints stay as they were.
+    """
     final = Path(directory)
     tmp, prev = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".prev")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     files = {
         "model.safetensors": model_tensors,
         "optimizer.safetensors": optimizer_tensors or {},
         "rng.safetensors": rng_tensors or {},
     }
-    checksums = {}
-    for filename, tensors in files.items():
-        path = tmp / filename
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, path)
-        _fsync(path)
-        checksums[filename] = _sha256(path)
-    state = {"format": FORMAT, **state, "files": checksums}
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    _fsync(tmp / "state.json")
-    _fsync(tmp)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        checksums = {}
+        for filename, tensors in files.items():
+            path = tmp / filename
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, path)
+            fsync(path)
+            checksums[filename] = _sha256(path)
+        state = {"format": FORMAT, **state, "files": checksums}
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        fsync(tmp / "state.json")
+        fsync(tmp)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"{final}: could not write the checkpoint ({e}); the previous one is kept") from None
     if final.exists():
         shutil.rmtree(prev, ignore_errors=True)
         final.rename(prev)
     tmp.rename(final)
-    _fsync(final.parent)
+    fsync(final.parent)
     return final
 
 

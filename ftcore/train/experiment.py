@@ -26,9 +26,9 @@ from ftcore.config import Config
 from ftcore.data.dataset import LabelSpace, TaskData, build_task_data, read_splits
 from ftcore.data.tokenizer import TextTokenizer
 from ftcore.errors import CheckpointError, ConfigError
+from ftcore.files import save_json
 from ftcore.methods import apply_method, trainable_report
 from ftcore.model import SequenceClassifier
-from ftcore.model.checkpoint_io import save_json
 from ftcore.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from ftcore.train.logging import attach_log_file, log
 from ftcore.train.loop import fit
