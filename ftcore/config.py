@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftcore.errors import ConfigError
+from ftcore.model.ops import check_dropout
 
 DATA_SOURCES = ("reviews", "jsonl", "csv", "tsv")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -118,7 +119,7 @@ class ModelConfig:
         check_choice("model.pooling", self.pooling, POOLINGS)
         check_choice("model.extend_vocab_init", self.extend_vocab_init, ("mean", "random"))
         if self.classifier_dropout is not None:
-            check_range("model.classifier_dropout", self.classifier_dropout, 0.0, 1.0)
+            check_dropout("model.classifier_dropout", self.classifier_dropout)
         check_range("model.label_smoothing", self.label_smoothing, 0.0, 1.0)
         if self.extend_vocab_max_new is not None and self.extend_vocab_max_new < 1:
             raise ConfigError(
@@ -189,7 +190,7 @@ class MethodConfig:
             raise ConfigError(f"method.r={self.r} must be at least 1")
         if not self.alpha > 0:
             raise ConfigError(f"method.alpha={self.alpha} must be positive")
-        check_range("method.dropout", self.dropout, 0.0, 1.0)
+        check_dropout("method.dropout", self.dropout)
         if not self.targets:
             raise ConfigError("method.targets is empty; name at least one of " + ", ".join(LORA_TARGETS))
         for target in self.targets:

@@ -5,7 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ftcore.model.ops import Dropout, attention, dropout, keep_lanes, keep_mask, random_words
+from ftcore.config import MethodConfig, ModelConfig
+from ftcore.errors import ConfigError
+from ftcore.model.bert import BertConfig
+from ftcore.model.ops import MAX_P, MIN_P, Dropout, attention, dropout, keep_lanes, keep_mask, random_words
 
 
 def test_dropout_drops_at_rate_p_and_keeps_the_expectation():
@@ -25,6 +28,31 @@ def test_dropout_rate_for_other_probabilities(p):
     keep, scale = keep_mask((300_000,), p)
     assert abs((1 - keep.float().mean().item()) - p) < 5e-3
     assert scale == pytest.approx(1 / (1 - p), rel=1e-4)
+
+
+def test_a_probability_too_small_for_15_bit_lanes_is_still_applied_exactly():
+    p = MIN_P / 2  # rounds to 0 of 32768: the lanes would drop nothing
+    torch.manual_seed(3)
+    y = dropout(torch.ones(16_000_000), p)
+    dropped = int((y == 0).sum())
+    assert 122 - 50 < dropped < 122 + 50  # 122 expected, sigma 11
+    assert torch.all(y[y != 0] == 1 / (1 - p))
+    torch.manual_seed(3)
+    assert torch.equal(y, F.dropout(torch.ones(16_000_000), p))  # PyTorch's exact path, same stream
+
+
+@pytest.mark.parametrize("p", [MAX_P, 1.0, 1.5, -0.1])
+def test_a_probability_out_of_range_is_refused_in_one_line_naming_the_key(p):
+    for check, key in (
+        (lambda: MethodConfig(name="lora", dropout=p).validate(), "method.dropout"),
+        (lambda: ModelConfig(classifier_dropout=p).validate(), "model.classifier_dropout"),
+        (lambda: BertConfig(hidden_dropout_prob=p), "hidden_dropout_prob"),
+        (lambda: BertConfig(attention_probs_dropout_prob=p), "attention_probs_dropout_prob"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            check()
+        assert str(e.value).startswith(f"{key}={p} is out of range") and "\n" not in str(e.value)
+    assert dropout(torch.ones(8), MAX_P - 1e-6).shape == (8,)  # the largest accepted p runs
 
 
 def test_dropout_bits_are_not_correlated_across_neighbouring_elements():

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftcore.errors import ConfigError
-from ftcore.model.ops import Dropout, attention
+from ftcore.model.ops import Dropout, attention, check_dropout
 
 ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),  # exact, erf-based
@@ -64,8 +64,7 @@ class BertConfig:
                 f"{self.num_attention_heads}"
             )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
+            check_dropout(name, getattr(self, name))
 
     @property
     def head_dim(self) -> int:

@@ -28,8 +28,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ftcore.errors import ConfigError
+
 BITS = 15  # random bits per element: 4 elements from every 64-bit random word
 LEVELS = 1 << BITS
+# p is rounded to a multiple of 1/LEVELS: below MIN_P it would round to 0 (no dropout), from MAX_P on to 1
+# (no kept value to scale). Such p take PyTorch's exact path; configs refuse p >= MAX_P outright.
+MIN_P, MAX_P = 1 / (2 * LEVELS), 1 - 1 / (2 * LEVELS)
+
+
+def check_dropout(key: str, p: float) -> None:
+    """Refuse a dropout probability outside [0, MAX_P), naming the config key."""
+    if not 0.0 <= p < MAX_P:
+        raise ConfigError(
+            f"{key}={p} is out of range; expected a dropout probability in [0, 1 - 1/65536) "
+            "(closer to 1 nothing is kept to train on)"
+        )
 
 
 def _use_fallback(x: torch.Tensor) -> bool:
@@ -99,7 +113,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)`` (training only)."""
     if not training or p == 0.0:
         return x
-    if _use_fallback(x):
+    if _use_fallback(x) or not MIN_P <= p < MAX_P:
         return F.dropout(x, p, training=True)
     return _Dropout.apply(x, p)
 
