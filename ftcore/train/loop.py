@@ -356,6 +356,9 @@ def fit(
     model.train()
     interrupted = False
     compile_seconds = None
+    # Training time: wall time from the first batch to the end of the last optimizer step, data loading,
+    # collation and logging included, evaluations and checkpoint writes left out.
+    clock = time.perf_counter()
     with StopSignal() as stop:
         while progress.step < total_steps and not progress.early_stopped and not interrupted:
             windows = epoch_windows(progress.epoch)
@@ -421,13 +424,12 @@ def fit(
                 running_windows += 1
                 progress.train_samples += sum(sizes)
                 progress.train_tokens += int(sum(lengths[b].sum() for b in window))
-                elapsed = time.perf_counter() - start
                 if trainer.compile and compile_seconds is None:
-                    compile_seconds = elapsed
+                    compile_seconds = time.perf_counter() - start
                     log.info(
-                        "torch.compile: the first step took %.1f s (tracing and code generation)", elapsed
+                        "torch.compile: the first step took %.1f s (tracing and code generation)",
+                        compile_seconds,
                     )
-                progress.train_seconds += elapsed
 
                 if progress.step % trainer.log_every == 0 or progress.step == total_steps:
                     check_finite()
@@ -437,7 +439,8 @@ def fit(
                     mean_loss = running_loss.item() / running_windows
                     running_loss.zero_()
                     running_windows = 0
-                    speed = progress.train_samples / max(progress.train_seconds, 1e-9) * dist.world_size
+                    seconds = progress.train_seconds + time.perf_counter() - clock
+                    speed = progress.train_samples / max(seconds, 1e-9) * dist.world_size
                     values = {"loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm.item(),
                               "samples_per_s": speed, "loss_scale": scaler.scale if scaler.enabled else None}  # fmt: skip
                     reporter.scalars(progress.step, values, "train")
@@ -448,6 +451,7 @@ def fit(
                         0, loss=f"{mean_loss:.4f}", lr=f"{values['lr']:.2e}", samples_s=f"{speed:.1f}"
                     )
                 reporter.advance(1)
+                progress.train_seconds += time.perf_counter() - clock
                 if trainer.eval_every and progress.step % trainer.eval_every == 0:
                     run_evaluation()
                 stop_now = stop.requested
@@ -459,12 +463,14 @@ def fit(
                 if stop_now:
                     interrupted = True
                     break
+                clock = time.perf_counter()
             if progress.window >= len(windows) and not interrupted:
                 # the epoch is over: evaluate (unless this step was just evaluated), then the next epoch
                 if progress.last_eval_step != progress.step:
                     run_evaluation()
                 progress.epoch += 1
                 progress.window = 0
+                clock = time.perf_counter()
 
     if interrupted:
         reporter.close()
