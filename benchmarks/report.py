@@ -3,13 +3,16 @@
     python benchmarks/report.py results.json [epoch.json ...]
 
 Records of ``throughput.py`` give one row per configuration (method, precision, batch, length):
-ftcore's and transformers(+peft)'s samples/s, their ratio, ftcore's MFU against the fastest matmul rate
-measured on that machine in that dtype (over all the records given), and the peak memory each adds to
-the process (model, optimizer state, activations; both share one process, so it is indicative).
+ftcore's and transformers(+peft)'s samples/s, their ratio, each side's achieved FLOP/s as a percentage
+of the fastest matmul rate measured on that machine in that dtype (over all the records given; "MFU" is
+kept for vendor peaks), and the peak memory each adds to the process (model, optimizer state,
+activations; both share one process, so it is indicative).
 Records of ``epoch.py`` give one row per run, in file order: training time (and, for a Trainer run,
 how much faster the ftcore run before it was), evaluation time, peak resident memory and test
 accuracy / macro F1; with two or more pairs, a line under the table gives the median speed-up and each
-side's mean test accuracy. The machine line comes from the records.
+side's mean test accuracy. Records of ``presets.py`` give one row per preset run, and a record of
+``tfidf_baseline.py`` the classical baseline's line under them. Under the tables: the versions, commit, machine and malloc settings the
+records were made with, one line per distinct environment.
 """
 
 from __future__ import annotations
@@ -17,13 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
-
-def append_records(path: Path, records: list[dict]) -> None:
-    """Add ``records`` to the JSON list in ``path`` (created if missing), as the benchmarks write them."""
-    existing = json.loads(path.read_text()) if path.is_file() else []
-    path.write_text(json.dumps(existing + records, indent=1))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.records import describe  # noqa: E402
 
 
 def _fmt(value, spec: str, missing: str = "–") -> str:
@@ -48,19 +49,21 @@ def throughput_table(records: list[dict]) -> list[str]:
         rows.setdefault(key, {})[r["impl"]] = r  # a later record of the same configuration wins
     lines = [
         "| method | precision | batch × length | ftcore samples/s | transformers samples/s | ratio "
-        "| ftcore MFU | peak MB added, ftcore / transformers |",
+        "| % of measured matmul peak, ftcore / transformers | peak MB added, ftcore / transformers |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (method, precision, batch, length, _, compiled), impls in rows.items():
         ours, theirs = impls.get("ftcore", {}), impls.get("hf", {})
         ratio = f"{ours['samples_per_s'] / theirs['samples_per_s']:.2f}×" if ours and theirs else "–"
         name = method + (" (compiled)" if compiled else "")
-        peak = peaks[(ours["machine"], precision)] if ours else None
-        mfu = f"{100 * ours['achieved_flops_per_s'] / peak:.0f}%" if ours else "–"
+        share = " / ".join(
+            f"{100 * r['achieved_flops_per_s'] / peaks[(r['machine'], precision)]:.0f}%" if r else "–"
+            for r in (ours, theirs)
+        )
         memory = f"{_fmt(ours.get('peak_memory_mb'), '.0f')} / {_fmt(theirs.get('peak_memory_mb'), '.0f')}"
         lines.append(
             f"| {name} | {precision} | {batch} × {length} | {_fmt(ours.get('samples_per_s'), '.1f')} "
-            f"| {_fmt(theirs.get('samples_per_s'), '.1f')} | {ratio} | {mfu} | {memory} |"
+            f"| {_fmt(theirs.get('samples_per_s'), '.1f')} | {ratio} | {share} | {memory} |"
         )
     return lines
 
@@ -110,15 +113,51 @@ def epoch_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def preset_table(records: list[dict], baselines: list[dict]) -> list[str]:
+    """One row per preset run, in file order; the classical baseline on the same split under it."""
+    lines = [
+        "| preset | overrides | trainable parameters | val accuracy | test accuracy | test macro F1 | test ROC-AUC "
+        "| train samples/s | wall time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in records:
+        share = 100 * r["trainable_parameters"] / r["total_parameters"]
+        lines.append(
+            f"| {r['preset']} | {' '.join(r['overrides'])} | {r['trainable_parameters']:,} ({share:.3g}%) "
+            f"| {r['val']['accuracy']:.4f} | {r['test']['accuracy']:.4f} | {r['test']['f1_macro']:.4f} "
+            f"| {_fmt(r['test'].get('roc_auc'), '.4f')} | {r['train_samples_per_s']:.1f} "
+            f"| {r['wall_seconds'] / 60:.1f} min |"
+        )
+    for b in baselines:
+        lines += ["", f"Classical baseline on the same split: {b['baseline']} (C={b['C']:g}, picked on validation): "
+                      f"val accuracy {b['val_accuracy']:.4f}, test accuracy {b['test_accuracy']:.4f}."]  # fmt: skip
+    return lines
+
+
+def environment_lines(records: list[dict]) -> list[str]:
+    """One line per distinct environment (versions, commit, machine) with the malloc settings seen in it."""
+    seen: dict[str, set[str]] = {}
+    for r in records:
+        env = describe(r["environment"]) if "environment" in r else f"{r['machine']} (versions not recorded)"
+        settings = seen.setdefault(env, set())
+        if "impl" in r:  # a speed comparison: each side's malloc setting matters
+            side = "ftcore" if r["impl"] == "ftcore" else "transformers"
+            settings.add(f"{side} malloc {'keeps freed memory' if r.get('retain_memory') else 'default'}")
+    return [f"Measured with {env}" + (f"; {', '.join(sorted(s))}." if s else ".") for env, s in seen.items()]
+
+
 def table(records: list[dict]) -> str:
     steps = [r for r in records if "seq_len" in r]
-    epochs = [r for r in records if "seq_len" not in r]
-    machines = sorted({r["machine"] for r in records})
-    lines = [f"Machine: {'; '.join(machines)}", ""]
+    epochs = [r for r in records if "impl" in r and "seq_len" not in r]
+    presets = [r for r in records if r.get("kind") == "preset"]
+    baselines = [r for r in records if r.get("kind") == "baseline"]
+    lines = []
     if steps:
-        lines += throughput_table(steps) + [""]
+        lines += throughput_table(steps) + [""] + environment_lines(steps) + [""]
     if epochs:
-        lines += epoch_table(epochs) + [""]
+        lines += epoch_table(epochs) + [""] + environment_lines(epochs) + [""]
+    if presets or baselines:
+        lines += preset_table(presets, baselines) + [""] + environment_lines(presets + baselines) + [""]
     return "\n".join(lines)
 
 

@@ -3,13 +3,19 @@
     python benchmarks/throughput.py --method lora --batch-size 32 --seq-len 128 --precision bf16 \\
         --steps 20 --baseline hf --json results.json
 
-Each step is a full training step (forward, loss, backward, optimizer) on a fixed batch of random token
-ids with no padding. With ``--baseline hf`` the two implementations alternate in ``--rounds`` blocks
-(ours, theirs, ours, ...) after their warm-up steps, so both see the same machine state; medians are
-reported. Every record also carries the model FLOPs per token (benchmarks/flops.py), the achieved
-FLOP/s and the MFU against a matmul peak measured in the same run with the same dtype (and against the
-vendor's peak where it is known), and the peak memory each implementation adds to the process (resident
-set on CPU, allocated on CUDA), taken while it warms up and before the next one is built.
+Each step is a full training step (forward, loss, backward, optimizer) on one fixed batch of random
+token ids with no padding, the same batch for both sides. With ``--baseline hf`` the two implementations
+alternate in ``--rounds`` blocks (ours, theirs, ours, ...) after their warm-up steps, so both see the same
+machine state; medians are reported. Both use the fastest AdamW they have (ftcore's multi-tensor one;
+``torch.optim.AdamW(fused=True)`` for transformers, as the Trainer's default ``adamw_torch_fused``).
+
+Every record carries the work it timed (trainable parameters, dropout, optimizer groups, a digest of the
+batch: tests assert both sides get the same), the model FLOPs per token of its side (benchmarks/flops.py:
+transformers computes the whole last layer, ftcore one token of it for a [CLS]/pooler head), the achieved
+FLOP/s as a fraction of a matmul peak measured in the same run and dtype (and MFU against the vendor's
+peak where it is known), the peak memory each implementation adds to the process (resident set on CPU,
+allocated on CUDA; taken while it warms up, before the next one is built), and the versions, commit and
+machine (benchmarks/records.py). Both sides share one process and leave malloc's settings alone.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import hashlib
 import os
 import platform
 import statistics
@@ -26,10 +33,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.flops import step_flops_per_token  # noqa: E402
-from benchmarks.report import append_records  # noqa: E402
+from benchmarks.records import append_records, dropout_profile, environment  # noqa: E402
+from ftcore.cli import fail  # noqa: E402
 from ftcore.config import MethodConfig, ModelConfig  # noqa: E402
 from ftcore.methods import apply_method  # noqa: E402
 from ftcore.model import BertConfig, SequenceClassifier  # noqa: E402
@@ -122,13 +131,43 @@ def build_hf(path: Path, method: str, device: torch.device):
         p for n, p in model.named_parameters() if p.requires_grad and (n.endswith("bias") or "LayerNorm" in n)
     ]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=1e-4,
+        fused=True,
     )
 
     def forward(ids, labels):
         return F.cross_entropy(model(input_ids=ids).logits.float(), labels)
 
     return model, optimizer, forward
+
+
+# --- the work each side does ------------------------------------------------------------------------
+
+
+def work_done(
+    model: nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Tensor, labels: torch.Tensor
+) -> dict:
+    """What one training step of this side computes, to compare the two sides by."""
+    groups: dict[str, int] = {}
+    for g in optimizer.param_groups:
+        key = f"lr={g['lr']:g} weight_decay={g['weight_decay']:g} betas={tuple(g['betas'])} eps={g['eps']:g}"
+        groups[key] = groups.get(key, 0) + sum(p.numel() for p in g["params"])
+    batch = hashlib.sha256(ids.cpu().numpy().tobytes() + labels.cpu().numpy().tobytes()).hexdigest()[:16]
+    return {
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "dropout": dropout_profile(model),
+        "optimizer_groups": dict(sorted(groups.items())),
+        "batch": batch,
+    }
+
+
+def check_same_work(works: list[dict]) -> None:
+    """Stop (exit 2, one line) when the sides would time different jobs: a ratio of those means nothing."""
+    differ = sorted(k for k in works[0] if any(w.get(k) != works[0][k] for w in works[1:]))
+    if differ:
+        fail(f"the two sides would do different work ({', '.join(differ)}): "
+             + "; ".join(f"{k}: {[w.get(k) for w in works]}" for k in differ))  # fmt: skip
 
 
 # --- measuring ---------------------------------------------------------------------------------------
@@ -194,17 +233,15 @@ def matmul_peak(device: torch.device, precision: str, repeats: int = 12) -> floa
 class Runner:
     """One implementation, ready to time training steps on a fixed batch."""
 
-    def __init__(
-        self, name, build, path, method, device, precision, batch_size, seq_len, compile_model, vocab
-    ):
+    def __init__(self, name, build, path, method, device, precision, ids, labels, compile_model):
         torch.manual_seed(0)
         self.name, self.device, self.precision = name, device, precision
         self.memory_before = memory_mb(device)
         self.peak_memory = None  # MB this implementation adds at its peak (model, optimizer, activations)
         self.model, self.optimizer, forward = build(path, method, device)
         self.forward = torch.compile(forward) if compile_model else forward
-        self.ids = torch.randint(min(1000, vocab // 2), vocab, (batch_size, seq_len), device=device)
-        self.labels = torch.randint(0, 2, (batch_size,), device=device)
+        self.ids, self.labels = ids, labels
+        self.work = work_done(self.model, self.optimizer, ids, labels)
         self.times: list[float] = []
         self.compile_seconds = None
 
@@ -239,6 +276,7 @@ def record(runner: Runner, args, flops, peak: float, vendor: float | None) -> di
     q = statistics.quantiles(t, n=10) if len(t) >= 2 else [t[0]] * 9
     tokens = args.batch_size * args.seq_len
     achieved = flops.total * tokens / median
+    env = environment(runner.device)
     return {
         "impl": runner.name,
         "method": args.method,
@@ -254,13 +292,16 @@ def record(runner: Runner, args, flops, peak: float, vendor: float | None) -> di
         "step_time_s": {"median": median, "p10": q[0], "p90": q[-1]},
         "peak_memory_mb": runner.peak_memory,
         "compile_seconds": runner.compile_seconds,
+        "work": runner.work,
         "model_flops_per_token": flops.total,
         "achieved_flops_per_s": achieved,
         "matmul_peak_flops_per_s": peak,
-        "mfu": achieved / peak,
+        "matmul_peak_fraction": achieved / peak,
         "vendor_peak_flops_per_s": vendor,
-        "mfu_vendor": achieved / vendor if vendor else None,
+        "mfu": achieved / vendor if vendor else None,
+        "retain_memory": False,  # malloc's defaults on both sides (they share this process)
         "machine": machine(runner.device),
+        "environment": env,
     }
 
 
@@ -295,15 +336,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
     path = model_dir(args.model, work)
     bert = BertConfig.from_json(path / "config.json")
     freeze_layers = method_config(args.method, bert.num_hidden_layers).freeze_layers
-    flops = step_flops_per_token(bert, args.seq_len, 2, args.method, freeze_layers)
+    flops = {  # each side's own: ftcore runs the last layer for the pooled token only
+        impl: step_flops_per_token(
+            bert, args.seq_len, 2, args.method, freeze_layers, first_token_head=impl == "ftcore"
+        )
+        for impl in ("ftcore", "hf")
+    }
+    # One batch for both sides, drawn before either model is built (building consumes random numbers).
+    generator = torch.Generator().manual_seed(0)
+    vocab = bert.vocab_size
+    ids = torch.randint(min(1000, vocab // 2), vocab, (args.batch_size, args.seq_len), generator=generator)
+    labels = torch.randint(0, 2, (args.batch_size,), generator=generator)
 
     builders = [("ftcore", build_ftcore)] + ([("hf", build_hf)] if args.baseline == "hf" else [])
-    shape = (args.batch_size, args.seq_len)
     runners = []
     for name, build in builders:  # built and warmed up one after the other: each peak memory is its own
-        runners.append(Runner(name, build, path, args.method, device, args.precision, *shape, args.compile,
-                              bert.vocab_size))  # fmt: skip
+        runners.append(Runner(name, build, path, args.method, device, args.precision, ids.to(device),
+                              labels.to(device), args.compile))  # fmt: skip
         runners[-1].warm_up(max(1, args.warmup), args.compile)
+    check_same_work([r.work for r in runners])
     peak_before = matmul_peak(device, args.precision)
     per_round = max(1, args.steps // args.rounds)
     for _ in range(args.rounds):
@@ -318,12 +369,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ),
         None,
     )
-    records = [record(r, args, flops, peak, vendor) for r in runners]
+    records = [record(r, args, flops[r.name], peak, vendor) for r in runners]
 
     for rec in records:
+        mfu = f", MFU {100 * rec['mfu']:.1f}%" if rec["mfu"] is not None else ""
         print(f"{rec['impl']:>7} {args.method} B={args.batch_size} L={args.seq_len} {args.precision}: "
               f"{rec['samples_per_s']:.1f} samples/s, step {rec['step_time_s']['median'] * 1e3:.1f} ms, "
-              f"MFU {100 * rec['mfu']:.1f}% of measured peak")  # fmt: skip
+              f"{100 * rec['matmul_peak_fraction']:.1f}% of measured matmul peak{mfu}")  # fmt: skip
     if len(records) == 2:
         print(f"ftcore / hf = {records[0]['samples_per_s'] / records[1]['samples_per_s']:.2f}x")
     if args.json:

@@ -1,0 +1,89 @@
+"""Train presets end to end with ``scripts/train.py``, as a user would, and record what each run reached.
+
+    python benchmarks/presets.py lora --json lora.json                               # README's command
+    python benchmarks/presets.py full freeze bitfit lora dora prefix prompt trainer.epochs=1 --json presets.json
+
+Arguments with ``=`` are overrides given to every run. Each preset runs as its own ``train.py`` process
+(into a temporary run directory, or ``--work-dir``); its record holds the validation and test metrics of
+``metrics.json``, training throughput, the trainable-parameter count from ``train.log``, the process's
+wall time (start-up, reading and tokenizing the corpus, evaluation and checkpoints included) and peak
+resident memory, plus versions, commit and machine (benchmarks/records.py). ``report.py`` renders the
+records as the preset table, next to the classical baseline's record (``tfidf_baseline.py --json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.records import append_records, environment  # noqa: E402
+from ftcore.cli import fail  # noqa: E402
+
+METRICS = ("accuracy", "f1_macro", "roc_auc", "loss")
+TRAINABLE = re.compile(r"trainable parameters: ([\d,]+) of ([\d,]+)")
+
+
+def run_preset(preset: str, overrides: list[str], run_dir: Path) -> dict:
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), f"+exp={preset}", *overrides,
+               "trainer.progress=false", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    start = time.perf_counter()
+    child = subprocess.Popen(command, cwd=ROOT)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:  # train.py has said why
+        fail(f"+exp={preset} failed (exit {os.waitstatus_to_exitcode(status)}); nothing recorded for it")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    trainable, total = TRAINABLE.search((run_dir / "train.log").read_text()).groups()
+    return {
+        "kind": "preset",
+        "preset": preset,
+        "overrides": overrides,
+        "epochs_completed": metrics["epochs_completed"],
+        "steps": metrics["steps"],
+        "best_step": metrics["best_step"],
+        "trainable_parameters": int(trainable.replace(",", "")),
+        "total_parameters": int(total.replace(",", "")),
+        "val": {k: metrics["val"].get(k) for k in METRICS},
+        "test": {k: metrics["test"].get(k) for k in METRICS},
+        "train_samples_per_s": metrics["train_samples_per_s"],
+        "precision": metrics["precision"],
+        "wall_seconds": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "environment": environment(torch.device(metrics["device"])),
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="preset names (conf/exp/), then key=value overrides for all")
+    parser.add_argument("--json", type=Path, help="append one record per preset to this JSON list")
+    parser.add_argument("--work-dir", type=Path, help="where run directories go (default: a temp dir)")
+    args = parser.parse_args(argv)
+    presets = [r for r in args.runs if "=" not in r]
+    overrides = [r for r in args.runs if "=" in r]
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work_dir or Path(tmp)
+        for preset in presets:
+            record = run_preset(preset, overrides, work / preset)
+            print(f"{preset}: test accuracy {record['test']['accuracy']:.4f}, val {record['val']['accuracy']:.4f}, "
+                  f"{record['train_samples_per_s']:.1f} samples/s, {record['wall_seconds'] / 60:.1f} min", flush=True)  # fmt: skip
+            records.append(record)
+            if args.json:  # one at a time: a long sweep keeps what it measured if a later run fails
+                append_records(args.json, [record])
+    return records
+
+
+if __name__ == "__main__":
+    main()
