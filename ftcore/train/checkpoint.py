@@ -155,7 +155,9 @@ def save_checkpoint(
         fsync(tmp)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"{final}: could not write the checkpoint ({e}); the previous one is kept") from None
+        raise CheckpointError(
+            f"{final}: could not write the checkpoint ({e}); the previous one is kept"
+        ) from None
     if final.exists():
         shutil.rmtree(prev, ignore_errors=True)
         final.rename(prev)
