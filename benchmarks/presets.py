@@ -5,7 +5,9 @@
 
 Arguments with ``=`` are overrides given to every run. Each preset runs as its own ``train.py`` process
 (into a temporary run directory, or ``--work-dir``); its record holds the validation and test metrics of
-``metrics.json``, training throughput, the trainable-parameter count from ``train.log``, the process's
+``metrics.json``, training throughput, what ``train.log`` says of the data (corpus cleaning, split
+counts, truncation, the [UNK] rate before and after vocabulary extension) and the trainable-parameter
+count, the process's
 wall time (start-up, reading and tokenizing the corpus, evaluation and checkpoints included) and peak
 resident memory, plus versions, commit and machine (benchmarks/records.py). ``report.py`` renders the
 records as the preset table, next to the classical baseline's record (``tfidf_baseline.py --json``).
@@ -32,6 +34,8 @@ from ftcore.cli import fail  # noqa: E402
 
 METRICS = ("accuracy", "f1_macro", "roc_auc", "loss")
 TRAINABLE = re.compile(r"trainable parameters: ([\d,]+) of ([\d,]+)")
+DATA = re.compile(r"data: (\{.*\})$", re.M)
+VOCAB = re.compile(r"vocabulary extended by (\d+) tokens: \[UNK\] rate ([\d.]+)% -> ([\d.]+)%")
 
 
 def run_preset(preset: str, overrides: list[str], run_dir: Path) -> dict:
@@ -44,7 +48,9 @@ def run_preset(preset: str, overrides: list[str], run_dir: Path) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:  # train.py has said why
         fail(f"+exp={preset} failed (exit {os.waitstatus_to_exitcode(status)}); nothing recorded for it")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    trainable, total = TRAINABLE.search((run_dir / "train.log").read_text()).groups()
+    log = (run_dir / "train.log").read_text(encoding="utf-8")
+    trainable, total = TRAINABLE.search(log).groups()
+    vocab = VOCAB.search(log)
     return {
         "kind": "preset",
         "preset": preset,
@@ -52,6 +58,9 @@ def run_preset(preset: str, overrides: list[str], run_dir: Path) -> dict:
         "epochs_completed": metrics["epochs_completed"],
         "steps": metrics["steps"],
         "best_step": metrics["best_step"],
+        "data": json.loads(DATA.search(log).group(1)),
+        "added_tokens": int(vocab.group(1)) if vocab else 0,
+        "unk_percent": [float(vocab.group(2)), float(vocab.group(3))] if vocab else None,
         "trainable_parameters": int(trainable.replace(",", "")),
         "total_parameters": int(total.replace(",", "")),
         "val": {k: metrics["val"].get(k) for k in METRICS},
