@@ -10,20 +10,21 @@ import sys
 from pathlib import Path
 
 from ftcore import cli
+from ftcore.config import check_choice
 from ftcore.data.dataset import build_task_data, encode_split, reader_options
 from ftcore.data.sources import read_examples
 from ftcore.files import save_json
-from ftcore.train.experiment import load_run
-from ftcore.train.loop import evaluate
+from ftcore.train.experiment import RUN_CHECKPOINTS, load_run
 from ftcore.train.precision import resolve_device, resolve_precision
+from ftcore.train.task import evaluate
 
 DEFAULTS = {"run_dir": "", "split": "test", "file": "", "format": "", "checkpoint": "best", "output": ""}
 
 
 def main() -> None:
     args, overrides = cli.parse_key_values(sys.argv[1:], DEFAULTS, required=("run_dir",))
-    cli.check_choice_arg("split", args["split"], ("train", "validation", "test"))
-    cli.check_choice_arg("checkpoint", args["checkpoint"], ("best", "last"))
+    check_choice("split", args["split"], ("train", "validation", "test"))
+    check_choice("checkpoint", args["checkpoint"], RUN_CHECKPOINTS)
     run = load_run(args["run_dir"], args["checkpoint"])
     cfg = cli.apply_overrides(run.config, overrides)
     device = resolve_device(cfg.trainer.device)

@@ -17,8 +17,8 @@ from ftcore.errors import DataError
 from ftcore.files import save_text
 from ftcore.methods.lora import merge_lora
 from ftcore.train.experiment import load_run
-from ftcore.train.loop import predict
 from ftcore.train.precision import resolve_device, resolve_precision
+from ftcore.train.task import predict
 
 DEFAULTS = {"run_dir": "", "input": "", "output": "-", "checkpoint": "best", "batch_size": 64}
 

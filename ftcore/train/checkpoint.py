@@ -11,6 +11,10 @@ A checkpoint is a directory:
 It is written into a temporary sibling, fsync'ed, then swapped in by renames, keeping the previous
 checkpoint as ``<name>.prev``. A reader verifies the checksums and falls back to ``.prev`` when the
 newest one is partial or corrupt, so a ``kill -9`` at any moment leaves a usable checkpoint behind.
+
+:class:`RunCheckpoints` is what the training loop uses: it writes ``checkpoints/last`` (the whole
+training state, every rank's RNG included) and ``checkpoints/best`` (weights and validation metrics),
+and restores a run from ``last`` after checking it was written by the same config and process count.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import random
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from ftcore.errors import CheckpointError
 from ftcore.files import fsync
 from ftcore.methods.apply import adapter_state
+from ftcore.train.distributed import SINGLE_PROCESS, DistInfo, barrier, gather_objects
 
 FORMAT = "ftcore.train_checkpoint/1"
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
@@ -199,3 +205,130 @@ def load_latest(directory: str | os.PathLike, log=print) -> tuple[dict, dict] | 
         except CheckpointError as e:
             log(f"skipping checkpoint: {e}")
     return None
+
+
+# --- a run's checkpoints ------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint's state.json."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    window: int = 0  # next accumulation window within the epoch
+    best_value: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+    last_eval_step: int = -1
+    early_stopped: bool = False
+    train_seconds: float = 0.0
+    train_samples: int = 0
+    train_tokens: int = 0
+
+    def summary(self, dist: DistInfo) -> dict:
+        """Steps, best step and training throughput over all ranks (the slowest rank's time)."""
+        totals = gather_objects((self.train_samples, self.train_tokens, self.train_seconds), dist)
+        seconds = max(t[2] for t in totals)
+        return {
+            "best_step": self.best_step, "steps": self.step, "epochs_completed": self.epoch,
+            "early_stopped": self.early_stopped, "train_seconds": seconds,
+            "train_samples_per_s": sum(t[0] for t in totals) / max(seconds, 1e-9),
+            "train_tokens_per_s": sum(t[1] for t in totals) / max(seconds, 1e-9),
+        }  # fmt: skip
+
+    def advance(self, examples: int, tokens: int) -> None:
+        """One optimizer step done over ``examples`` examples holding ``tokens`` tokens."""
+        self.step += 1
+        self.window += 1
+        self.train_samples += examples
+        self.train_tokens += tokens
+
+
+def config_diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """``key (saved in the checkpoint, current now)`` for every leaf that differs."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key} ({a!r} in the checkpoint, {b!r} now)")
+    return diffs
+
+
+class RunCheckpoints:
+    """``<run>/checkpoints/{last,best}`` of one training run.
+
+    With a frozen base only the trainable tensors (adapters, head, added tokens) are written. ``state``
+    is what every checkpoint's state.json carries besides the progress (the run's config as
+    ``fingerprint``, the base-model pointer...).
+    """
+
+    def __init__(self, run_dir: Path, model: torch.nn.Module, optimizer, scaler, fingerprint: dict,
+                 dist: DistInfo = SINGLE_PROCESS, extra_state: dict | None = None):  # fmt: skip
+        self.last, self.best = run_dir / "checkpoints" / "last", run_dir / "checkpoints" / "best"
+        self.model, self.optimizer, self.scaler, self.dist = model, optimizer, scaler, dist
+        self.names = {p: n for n, p in model.named_parameters()}
+        self.trainable_only = any(not p.requires_grad for p in model.parameters())
+        self.adapter_names = set(adapter_state(model))
+        self.state = {"config": fingerprint, "trainable_only": self.trainable_only, **(extra_state or {})}
+        self.saved_step: int | None = None  # step of the newest checkpoint in last/
+
+    def model_tensors(self) -> dict[str, torch.Tensor]:
+        state = self.model.state_dict()
+        return {n: state[n] for n in self.adapter_names} if self.trainable_only else state
+
+    def save_last(self, progress: Progress) -> None:
+        """Everything needed to continue at ``progress`` (each rank's RNG gathered to rank 0, which writes)."""
+        if self.saved_step == progress.step:
+            return  # this step is already on disk
+        self.saved_step = progress.step
+        rng_json, rng_tensors = rng_state()
+        per_rank = gather_objects((rng_json, rng_tensors), self.dist)
+        if self.dist.is_main:
+            opt_json, opt_tensors = optimizer_state(self.optimizer, self.names)
+            state = {"progress": asdict(progress), **self.state, "optimizer": opt_json,
+                     "scaler": self.scaler.state_dict(), "rng": [r[0] for r in per_rank]}  # fmt: skip
+            rng = {f"rank{r}.{k}": v for r, (_, tensors) in enumerate(per_rank) for k, v in tensors.items()}
+            save_checkpoint(self.last, self.model_tensors(), state, opt_tensors, rng)
+
+    def save_best(self, progress: Progress, val_metrics: dict) -> None:
+        if self.dist.is_main:
+            state = {"progress": asdict(progress), **self.state, "val": val_metrics}
+            save_checkpoint(self.best, self.model_tensors(), state)
+
+    def resume(self, log) -> Progress:
+        """Restore model, optimizer, scaler and RNG from last/; a fresh Progress when there is none."""
+        found = load_latest(self.last, log=log.warning)
+        if found is None:
+            log.warning("no complete checkpoint in %s: training starts from step 0", self.last)
+            return Progress()
+        state, tensors = found
+        diffs = config_diff(state["config"], self.state["config"])
+        if diffs:
+            raise CheckpointError(f"{self.last} was written by a different run config: " + "; ".join(diffs))
+        if len(state["rng"]) != self.dist.world_size:
+            raise CheckpointError(
+                f"{self.last} was written by {len(state['rng'])} processes, this run has {self.dist.world_size}"
+            )
+        load_model_tensors(self.model, tensors["model.safetensors"], self.trainable_only, self.last)
+        load_optimizer_state(
+            self.optimizer, self.names, state["optimizer"], tensors["optimizer.safetensors"], str(self.last)
+        )
+        prefix = f"rank{self.dist.rank}."
+        mine = {
+            k.removeprefix(prefix): v for k, v in tensors["rng.safetensors"].items() if k.startswith(prefix)
+        }
+        set_rng_state(state["rng"][self.dist.rank], mine)
+        self.scaler.load_state_dict(state["scaler"])
+        progress = Progress(**state["progress"])
+        self.saved_step = progress.step
+        log.info("resumed from %s at step %d (epoch %d)", self.last, progress.step, progress.epoch)
+        return progress
+
+    def best_tensors(self, log) -> dict[str, torch.Tensor]:
+        """The best checkpoint's weights as rank 0 wrote them (for a run that found its best before a restart)."""
+        barrier(self.dist)
+        best = load_latest(self.best, log=log.warning)
+        return best[1]["model.safetensors"] if best is not None else {}

@@ -29,10 +29,12 @@ from ftcore.errors import CheckpointError, ConfigError
 from ftcore.files import save_json
 from ftcore.methods import apply_method, trainable_report
 from ftcore.model import SequenceClassifier
+from ftcore.train import checkpoint as ckpt
 from ftcore.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from ftcore.train.logging import attach_log_file, log
 from ftcore.train.loop import fit
 from ftcore.train.precision import resolve_device, resolve_precision
+from ftcore.train.task import ClassificationTask
 
 # trainer.* settings that change how a run reports, not what it computes: resuming may change them.
 COSMETIC_TRAINER_KEYS = ("progress", "log_every", "threads", "compile", "retain_memory")
@@ -138,12 +140,10 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
         weights = None if data.class_weights is None else data.class_weights.tolist()
         # (the loss weights go with the checkpoints: evaluating the run later scores the same loss)
         extra = {"base_model": str(model_dir), "vocab_size": tokenizer.vocab_size, "class_weights": weights}
-        result = fit(
-            model, data, cfg.trainer, cfg.optim, run_dir, device, precision, fingerprint(cfg, data, precision),
-            pad_id=tokenizer.pad_id, pad_to_multiple=cfg.data.pad_to_multiple,
-            augment_prob=cfg.data.augment_prob if cfg.data.augment != "none" else 0.0,
-            resume=cfg.resume is not None, dist=dist, extra_state=extra,
-        )  # fmt: skip
+        task = ClassificationTask(data, tokenizer.pad_id, cfg.data.pad_to_multiple,
+                                  augment_prob=cfg.data.augment_prob if cfg.data.augment != "none" else 0.0)  # fmt: skip
+        result = fit(model, task, cfg.trainer, cfg.optim, run_dir, device, precision,
+                     fingerprint(cfg, data, precision), resume=cfg.resume is not None, dist=dist, extra_state=extra)  # fmt: skip
         if result is not None and dist.is_main:
             save_json(result, run_dir / "metrics.json")
             log.info("test %s=%.4f (best step %s); metrics in %s", result["metric"], result["test"].get(result["metric"]) or 0.0,
@@ -173,10 +173,11 @@ def config_from_dict(d: dict) -> Config:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
 
 
+RUN_CHECKPOINTS = ("best", "last")  # what a run directory keeps, and load_run reads
+
+
 def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
     """Rebuild the model of a run directory from its base model and the ``best`` (or ``last``) checkpoint."""
-    from ftcore.train import checkpoint as ckpt
-
     run_dir = Path(run_dir)
     if not (run_dir / "labels.json").is_file() or not (run_dir / "tokenizer").is_dir():
         raise CheckpointError(

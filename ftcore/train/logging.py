@@ -41,9 +41,10 @@ class Reporter:
     """TensorBoard + progress bar for the main process; every method is a no-op elsewhere."""
 
     def __init__(self, run_dir: Path, enabled: bool, progress: bool, total_steps: int, start_step: int):
-        self.enabled = enabled
+        self.enabled, self.total_steps = enabled, total_steps
         self.tb = None
         self.bar = None
+        self.log_steps = not progress  # without a progress bar, the log says how training goes
         if not enabled:
             return
         from torch.utils.tensorboard import SummaryWriter
@@ -62,6 +63,26 @@ class Reporter:
     def confusion_matrix(self, step: int, cm, tag: str) -> None:
         if self.tb is not None:
             self.tb.add_image(tag, confusion_image(np.asarray(cm)), step, dataformats="HWC")
+
+    def training(self, step: int, loss: float, lr: float, grad_norm: float, speed: float, scaler) -> None:
+        """The training scalars of ``step`` (loss averaged since the last report, samples/s so far)."""
+        values = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "samples_per_s": speed,
+                  "loss_scale": scaler.scale if scaler.enabled else None}  # fmt: skip
+        self.scalars(step, values, "train")
+        if self.log_steps:
+            log.info(
+                "step %d/%d: loss %.4f, lr %.2e, %.1f samples/s", step, self.total_steps, loss, lr, speed
+            )
+        self.advance(0, loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{speed:.1f}")
+
+    def evaluation(self, step: int, metrics: dict, metric: str, improved: bool) -> None:
+        """Validation metrics of ``step`` (and the confusion matrix as an image), and their log line."""
+        self.scalars(step, metrics, "val")
+        if "confusion_matrix" in metrics:
+            self.confusion_matrix(step, metrics["confusion_matrix"], "val/confusion_matrix")
+        value = metrics[metric]
+        log.info("step %d: validation %s=%s loss=%.4f%s", step, metric, "undefined" if value is None else
+                 f"{value:.4f}", metrics["loss"], " (best)" if improved else "")  # fmt: skip
 
     def advance(self, n: int, **postfix) -> None:
         if self.bar is not None:
