@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 from ftcore import cli
+from ftcore.config import check_choice
 from ftcore.files import save_json
+from ftcore.methods.adapters import save_classifier
 from ftcore.methods.lora import merge_lora
 from ftcore.methods.peft_io import export_peft
-from ftcore.model.checkpoint_io import export_hf, save_classifier
-from ftcore.train.experiment import load_run
+from ftcore.model.checkpoint_io import export_hf
+from ftcore.train.experiment import RUN_CHECKPOINTS, load_run
 
 DEFAULTS = {"run_dir": "", "format": "", "out": "", "checkpoint": "best"}
 MARKER = "ftcore_export.json"  # written last; an existing out= is replaced only if it carries one
@@ -27,8 +29,8 @@ def main() -> None:
     args, overrides = cli.parse_key_values(sys.argv[1:], DEFAULTS, required=("run_dir", "format", "out"))
     if overrides:
         cli.fail("export takes no data.* or trainer.* overrides")
-    cli.check_choice_arg("format", args["format"], ("peft", "hf", "ftcore"))
-    cli.check_choice_arg("checkpoint", args["checkpoint"], ("best", "last"))
+    check_choice("format", args["format"], ("peft", "hf", "ftcore"))
+    check_choice("checkpoint", args["checkpoint"], RUN_CHECKPOINTS)
     out = Path(args["out"])
     run_dir = Path(args["run_dir"]).resolve()
     if out.resolve() == run_dir or run_dir in out.resolve().parents or out.resolve() in run_dir.parents:

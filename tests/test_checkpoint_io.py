@@ -11,8 +11,9 @@ import transformers
 from safetensors.torch import load_file, save_file
 
 from ftcore.errors import CheckpointError
+from ftcore.methods.adapters import load_classifier, save_classifier
 from ftcore.model import BertModel, SequenceClassifier
-from ftcore.model.checkpoint_io import export_hf, ftcore_to_hf_name, hf_to_ftcore_name, load_bert
+from ftcore.model.checkpoint_io import export_hf, ftcore_to_hf_name, hf_to_ftcore_name
 
 
 def tiny_hf(tmp_path, cls=transformers.BertModel, **kwargs):
@@ -90,7 +91,7 @@ def test_pickle_weights_need_explicit_opt_in(tmp_path):
     torch.save(theirs.state_dict(), out / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="allow_pickle=True"):
         BertModel.from_pretrained(out)
-    ours = load_bert(out, allow_pickle=True).eval()
+    ours = BertModel.from_pretrained(out, allow_pickle=True).eval()
     ids = ids_batch()
     with torch.no_grad():
         ref = theirs(input_ids=ids).last_hidden_state
@@ -168,9 +169,9 @@ def test_ftcore_checkpoint_round_trip(tiny_config, tmp_path, pooling):
     model = SequenceClassifier(
         BertModel(tiny_config), num_labels=4, problem="multi_label", pooling=pooling
     ).eval()
-    model.save(tmp_path)
+    save_classifier(model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ftcore_model.json", "model.safetensors"]
-    loaded = SequenceClassifier.load(tmp_path).eval()
+    loaded = load_classifier(tmp_path).eval()
     assert (loaded.problem, loaded.pooling, loaded.num_labels) == ("multi_label", pooling, 4)
     ids = ids_batch()
     with torch.no_grad():
@@ -179,13 +180,13 @@ def test_ftcore_checkpoint_round_trip(tiny_config, tmp_path, pooling):
 
 def test_ftcore_checkpoint_errors(tiny_config, tmp_path):
     with pytest.raises(CheckpointError, match="not an ftcore checkpoint"):
-        SequenceClassifier.load(tmp_path)
-    SequenceClassifier(BertModel(tiny_config), num_labels=2).save(tmp_path)
+        load_classifier(tmp_path)
+    save_classifier(SequenceClassifier(BertModel(tiny_config), num_labels=2), tmp_path)
     meta = json.loads((tmp_path / "ftcore_model.json").read_text())
     meta["head"]["num_labels"] = 5
     (tmp_path / "ftcore_model.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError) as e:
-        SequenceClassifier.load(tmp_path)
+        load_classifier(tmp_path)
     assert "head.classifier.weight (file [2, 32] vs model [5, 32])" in one_line(e)
 
 

@@ -10,9 +10,9 @@ import torch
 import transformers
 from conftest import run_script, write_sentiment_jsonl
 
-from ftcore.model import SequenceClassifier
+from ftcore.methods.adapters import load_classifier
 from ftcore.train.experiment import load_run
-from ftcore.train.loop import predict
+from ftcore.train.task import predict
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_evaluate_a_new_file(lora_run, tmp_path):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["split=dev"], "split=dev is not valid"),
+        (["split=dev"], "split='dev' is not valid"),
         (["colour=red"], "unknown key 'colour'"),
         (["data.max_length=abc"], "data.max_length"),
     ],
@@ -122,7 +122,7 @@ def test_export_ftcore_is_a_standalone_merged_checkpoint(lora_run, tmp_path):
     out = tmp_path / "ftc"
     done = run_script("export.py", f"run_dir={lora_run}", "format=ftcore", f"out={out}")
     assert done.returncode == 0, done.stderr
-    model = SequenceClassifier.load(out).eval()
+    model = load_classifier(out).eval()
     assert not any("lora" in n for n, _ in model.named_parameters())
     ids = torch.tensor([[2, 5, 20, 8, 3], [2, 11, 3, 0, 0]])
     mask = (ids != 0).long()
@@ -146,7 +146,7 @@ def test_export_never_replaces_what_it_did_not_write(lora_run, tmp_path):
 
 def test_export_mistakes_leave_nothing_behind(lora_run, tmp_path):
     done = run_script("export.py", f"run_dir={lora_run}", "format=onnx", f"out={tmp_path / 'x'}")
-    assert done.returncode == 2 and "format=onnx is not valid" in done.stderr
+    assert done.returncode == 2 and "format='onnx' is not valid" in done.stderr
     (tmp_path / "not_a_run").mkdir()
     done = run_script("export.py", f"run_dir={tmp_path / 'not_a_run'}", "format=hf", f"out={tmp_path / 'x'}")
     assert done.returncode == 2 and "not a training run directory" in done.stderr

@@ -17,17 +17,13 @@ Adapters are generic: whatever ``requires_grad`` is what an adapter checkpoint h
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ftcore.config import MethodConfig
-from ftcore.errors import CheckpointError, ConfigError
-from ftcore.files import save_json, save_safetensors
+from ftcore.errors import ConfigError
 from ftcore.methods.lora import LoRALinear, inject_lora
 from ftcore.methods.prefix import PrefixEncoder
 from ftcore.methods.prompt import SoftPrompt
@@ -121,51 +117,3 @@ def trainable_report(model: nn.Module) -> str:
             by_type[type(module).__name__] += count
     parts = ", ".join(f"{kind} {n:,}" for kind, n in sorted(by_type.items(), key=lambda kv: -kv[1]))
     return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%): {parts}"
-
-
-ADAPTER_META, ADAPTER_WEIGHTS = "adapter.json", "adapter.safetensors"
-
-
-def save_adapter(
-    model: SequenceClassifier, path: str | Path, method: MethodConfig, base_model: str | Path
-) -> None:
-    """Write the trainable tensors and what is needed to rebuild the model around them over ``base_model``."""
-    root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
-    save_safetensors(adapter_state(model), root / ADAPTER_WEIGHTS)
-    meta = {
-        "format": "ftcore.adapter/1",
-        "base_model": str(base_model),
-        "method": dataclasses.asdict(method),
-        "head": model.head_config(),
-        "added_tokens": model.encoder.num_added_tokens,
-    }
-    save_json(meta, root / ADAPTER_META)
-
-
-def load_adapter(path: str | Path, base_model: str | Path | None = None) -> SequenceClassifier:
-    """Rebuild a model saved by :func:`save_adapter`: the base (from the file, or ``base_model``) + adapter."""
-    from safetensors.torch import load_file
-
-    root = Path(path)
-    try:
-        meta = json.loads((root / ADAPTER_META).read_text(encoding="utf-8"))
-        method = MethodConfig(
-            **{**meta["method"], "prompt_init": "random"}
-        )  # the saved prompt replaces any init
-        tensors = load_file(root / ADAPTER_WEIGHTS)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{root}: not a readable ftcore adapter ({e})") from None
-    model = SequenceClassifier.from_pretrained(base_model or meta["base_model"], **meta["head"])
-    model.encoder.add_tokens(meta["added_tokens"])
-    apply_method(model, method)
-    expected = adapter_state(model)
-    wrong = sorted(set(expected) ^ set(tensors)) + [
-        k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape
-    ]
-    if wrong:
-        raise CheckpointError(
-            f"{root / ADAPTER_WEIGHTS} does not fit this base model and method: {', '.join(wrong[:5])}"
-        )
-    model.load_state_dict(tensors, strict=False)
-    return model

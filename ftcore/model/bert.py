@@ -8,23 +8,25 @@ Each Layer is post-LayerNorm, as in the original paper:
     y = LayerNorm(h + Dropout(FeedForward(h)))
 
 Attention and dropout come from ``ops.py``: ``F.scaled_dot_product_attention`` / ``F.dropout`` on CUDA,
-and on CPU the same maths written out as matmuls and a bit-sliced dropout, which is several times faster.
+and on CPU the same maths written out as matmuls and a bit-sliced dropout (see ops.py for why).
 A head that reads only the first token ([CLS], the pooler) asks for ``first_token_only``: the last layer
-then runs its queries, feed-forward and norms for that position alone. This file knows nothing about
-files: loading HF-format checkpoints lives in ``checkpoint_io.py``.
+then runs its queries, feed-forward and norms for that position alone. File formats and tensor names
+live in ``checkpoint_io.py``; ``from_pretrained`` builds the model from what it reads.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ftcore.errors import ConfigError
+from ftcore.model.checkpoint_io import load_state_strict, read_config, read_hf_checkpoint, save_bert
 from ftcore.model.ops import Dropout, attention, check_dropout
 
 ACTIVATIONS = {
@@ -92,16 +94,7 @@ class BertConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> BertConfig:
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: file not found; expected an HF-format config.json") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
-        return cls.from_dict(d, source=str(path))
+        return cls.from_dict(read_config(path), source=str(path))
 
     def to_dict(self) -> dict:
         return {"model_type": "bert", "position_embedding_type": "absolute", **asdict(self)}
@@ -207,12 +200,11 @@ class SelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Query, key and value (B, L, H) each, from one matmul against the stacked weights.
 
-        One (H -> 3H) product reads ``x`` once and keeps the machine busier than three (H -> H) ones.
-        A projection wrapped by an adapter joins in through ``split_base()``, which returns its frozen
-        ``nn.Linear`` and an additive side path (LoRA's ``s · B A x``); a wrapper without it (DoRA, or any
-        custom module) makes all three run on their own. Under autocast ``x`` is cast once, and the side
-        paths (their dropout included) see the same low-precision copy the matmul reads. ``query_rows``
-        projects queries for those positions only (B, Lq, H): keys and values share one (H -> 2H) product.
+        One (H -> 3H) product reads ``x`` once instead of three (H -> H) ones. A projection wrapped by an
+        adapter joins in when it is a :class:`FusableProjection` that splits; otherwise (DoRA, any other
+        module) all three run on their own. Under autocast ``x`` is cast once, and the side paths (their
+        dropout included) see the same low-precision copy the matmul reads. ``query_rows`` projects
+        queries for those positions only (B, Lq, H): keys and values share one (H -> 2H) product.
         """
         parts = [_base_and_side(m) for m in (self.query, self.key, self.value)]
         if any(p is None for p in parts):
@@ -239,12 +231,25 @@ def _stacked(parts: list) -> tuple[torch.Tensor, torch.Tensor | None]:
     return torch.cat(weights), None if biases is None else torch.cat(biases)
 
 
-def _base_and_side(module: nn.Module):
-    """(nn.Linear, side path or None) for a plain or adapter-wrapped projection; None if not splittable."""
+@runtime_checkable
+class FusableProjection(Protocol):
+    """An adapter around a query/key/value projection that can still join the fused QKV matmul.
+
+    ``split_base()`` returns ``(base, side)`` such that the wrapper computes ``base(x) + side(x)``:
+    ``base`` is the frozen ``nn.Linear`` whose weight is stacked with the other projections', ``side``
+    an additive path on the same input (None when there is none, e.g. once merged). It returns None
+    when the output is not of that form (DoRA rescales the base output); the projections then run one
+    by one. ``ftcore.methods.lora.LoRALinear`` is one.
+    """
+
+    def split_base(self) -> tuple[nn.Linear, Callable[[torch.Tensor], torch.Tensor] | None] | None: ...
+
+
+def _base_and_side(module: nn.Module) -> tuple[nn.Linear, Callable | None] | None:
+    """(nn.Linear, side path or None) for a plain or fusable projection; None if it cannot be fused."""
     if type(module) is nn.Linear:
         return module, None
-    split = getattr(module, "split_base", None)
-    return None if split is None else split()
+    return module.split_base() if isinstance(module, FusableProjection) else None
 
 
 class FeedForward(nn.Module):
@@ -359,8 +364,8 @@ class BertModel(nn.Module):
         ``attention_mask=None`` means no padding, which lets SDPA use its fastest (mask-free) kernels.
         ``first_token_only`` returns the first token's hidden state alone, (B, 1, H), which is all a
         [CLS] or pooler head reads: the last layer then computes its keys and values for every position
-        but its queries, attention output, feed-forward and norms for that one position (about a sixth
-        of a 6-layer encoder's work saved; the result is the same as slicing the full output).
+        but its queries, attention output, feed-forward and norms for that one position (the result is
+        the same as slicing the full output).
         """
         if self.prompt is not None:  # soft prompt tuning: virtual tokens join the input
             embeds = self.embeddings.lookup(input_ids) if inputs_embeds is None else inputs_embeds
@@ -417,20 +422,27 @@ class BertModel(nn.Module):
         return 0 if self.embeddings.added is None else self.embeddings.added.num_embeddings
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> BertModel:
-        """Load an HF-format directory (config.json + model.safetensors); see ``checkpoint_io.load_bert``."""
-        from ftcore.model.checkpoint_io import load_bert
+    def from_state(cls, cfg: BertConfig, state: dict[str, torch.Tensor], source: str,
+                   dtype: torch.dtype = torch.float32) -> BertModel:  # fmt: skip
+        """An encoder holding ``state`` (ftcore names), checked strictly; a pooler if the state has one."""
+        has_pooler = any(k.startswith("pooler.") for k in state)
+        with torch.device("meta"):  # no time spent initialising weights that are about to be replaced
+            model = cls(cfg, add_pooler=has_pooler)
+        load_state_strict(model, state, source, dtype)
+        return model
 
-        return load_bert(path, dtype=dtype)
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                        allow_pickle: bool = False) -> BertModel:  # fmt: skip
+        """Load an HF-format directory (config.json + model.safetensors, with or without the ``bert.``
+        prefix; classifier and pre-training heads in the file are ignored). Pickled
+        ``pytorch_model.bin`` weights are read only with ``allow_pickle=True``."""
+        config, state, _, source = read_hf_checkpoint(path, allow_pickle)
+        return cls.from_state(BertConfig.from_dict(config, str(path)), state, source, dtype)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write an HF-format directory that ``from_pretrained`` (ours or transformers') reads back."""
-        from ftcore.model.checkpoint_io import save_bert
-
         save_bert(self, path)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 __all__ = [

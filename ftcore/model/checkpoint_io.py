@@ -1,4 +1,5 @@
-"""Checkpoint files in and out: HF-format directories and ftcore's own classifier checkpoints.
+"""HF-format checkpoint files in and out, as configs and tensors: this module builds no model (bert.py and
+heads.py do, from what it reads) and imports nothing of ftcore above ``errors`` and ``files``.
 
 HF names are mapped to ours with one table, used in both directions:
 
@@ -21,10 +22,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ftcore.errors import CheckpointError
+from ftcore.errors import CheckpointError, ConfigError
 from ftcore.files import save_json, save_safetensors
-from ftcore.model.bert import BertConfig, BertModel
-from ftcore.model.heads import SequenceClassifier
 
 # (HF name, ftcore name); {i} is a layer index, {p} is weight or bias.
 NAME_TABLE = [
@@ -48,7 +47,6 @@ HF_PROBLEM_TYPES = {
     "multi_label": "multi_label_classification",
     "regression": "regression",
 }
-FTCORE_META = "ftcore_model.json"
 WEIGHTS = "model.safetensors"
 
 
@@ -172,132 +170,38 @@ def load_state_strict(
     model.load_state_dict(state, strict=True, assign=on_meta)
 
 
-def _read_hf(path: str | os.PathLike, allow_pickle: bool) -> tuple[BertConfig, dict, dict, str]:
+def read_config(path: str | os.PathLike) -> dict:
+    """A JSON config file as a dict (one-line errors naming the file)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; expected an HF-format config.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return d
+
+
+def read_hf_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[dict, dict, dict, str]:
+    """An HF-format directory -> (config.json as a dict, encoder tensors under ftcore names, other
+    top-level tensors such as ``classifier.*``, the weights' source for messages)."""
     root = Path(path)
     if not (root / "config.json").is_file():
         what = "has no config.json" if root.is_dir() else "is not a directory"
         raise CheckpointError(
             f"{root} {what}; expected an HF-format model folder (config.json + model.safetensors)"
         )
-    cfg = BertConfig.from_json(root / "config.json")
+    config = read_config(root / "config.json")
     state, source = read_weights(path, allow_pickle)
     encoder, other, unknown = split_hf_state(state)
     if unknown:
         raise CheckpointError(f"{source} does not match the model; unexpected: {_short(sorted(unknown))}")
-    return cfg, encoder, other, source
+    return config, encoder, other, source
 
 
-def _build_encoder(cfg: BertConfig, encoder_state: dict, source: str, dtype: torch.dtype) -> BertModel:
-    has_pooler = any(k.startswith("pooler.") for k in encoder_state)
-    with torch.device("meta"):  # no time spent initialising weights that are about to be replaced
-        model = BertModel(cfg, add_pooler=has_pooler)
-    load_state_strict(model, encoder_state, source, dtype)
-    return model
-
-
-def load_bert(
-    path: str | os.PathLike, dtype: torch.dtype = torch.float32, allow_pickle: bool = False
-) -> BertModel:
-    """HF-format directory -> :class:`BertModel` (classifier/pre-training heads in the file are ignored)."""
-    cfg, encoder_state, _, source = _read_hf(path, allow_pickle)
-    return _build_encoder(cfg, encoder_state, source, dtype)
-
-
-def load_sequence_classifier(
-    path: str | os.PathLike,
-    num_labels: int,
-    problem: str = "single_label",
-    pooling: str = "cls",
-    dtype: torch.dtype = torch.float32,
-    allow_pickle: bool = False,
-    **head_kwargs,
-) -> SequenceClassifier:
-    """HF-format directory -> :class:`SequenceClassifier`.
-
-    A ``classifier.*`` head in the file (e.g. an exported ``BertForSequenceClassification``) is loaded
-    when its shape fits ``num_labels``; otherwise the head starts fresh, as for any new task.
-    """
-    cfg, encoder_state, other, source = _read_hf(path, allow_pickle)
-    model = SequenceClassifier(
-        _build_encoder(cfg, encoder_state, source, dtype), num_labels, problem, pooling, **head_kwargs
-    )
-    head = {k.removeprefix("classifier."): v for k, v in other.items()}
-    if head and all(
-        head.get(k) is not None and head[k].shape == v.shape
-        for k, v in model.head.classifier.state_dict().items()
-    ):
-        load_state_strict(model.head.classifier, head, source, dtype)
-    return model.to(dtype)
-
-
-def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:
-    """ftcore checkpoint directory: ``ftcore_model.json`` (everything to rebuild) + ``model.safetensors``.
-
-    The model must be plain (LoRA merged, prefix MLP folded); added tokens, a folded prefix and a soft
-    prompt are kept as they are.
-    """
-    encoder = model.encoder
-    from ftcore.methods.lora import LoRALinear
-
-    if any(isinstance(m, LoRALinear) for m in model.modules()):
-        raise CheckpointError("merge LoRA layers into the model before saving a standalone checkpoint")
-    if encoder.prefix is not None and encoder.prefix.mlp is not None:
-        raise CheckpointError("fold the prefix reparameterisation (prefix.fold()) before saving")
-    root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
-    save_safetensors(model.state_dict(), root / WEIGHTS)
-    meta = {
-        "format": "ftcore.SequenceClassifier",
-        "version": 1,
-        "encoder": encoder.config.to_dict(),
-        "added_tokens": encoder.num_added_tokens,
-        "add_pooler": encoder.pooler is not None,
-        "prefix_tokens": 0 if encoder.prefix is None else encoder.prefix.length,
-        "prompt": None
-        if encoder.prompt is None
-        else {"tokens": encoder.prompt.length, "position": encoder.prompt.position},
-        "head": model.head_config(),
-    }
-    save_json(meta, root / FTCORE_META)  # written last: its presence marks a complete checkpoint
-
-
-def load_classifier(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> SequenceClassifier:
-    """Read a directory written by :func:`save_classifier`."""
-    from ftcore.methods.prefix import PrefixEncoder
-    from ftcore.methods.prompt import SoftPrompt
-
-    root = Path(path)
-    meta_path = root / FTCORE_META
-    if not meta_path.is_file():
-        raise CheckpointError(f"{root}: not an ftcore checkpoint; expected {FTCORE_META} and {WEIGHTS}")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        added = int(meta.get("added_tokens", 0))
-        cfg = BertConfig.from_dict(
-            {**meta["encoder"], "vocab_size": meta["encoder"]["vocab_size"] - added}, str(meta_path)
-        )
-        add_pooler, head = bool(meta["add_pooler"]), dict(meta["head"])
-        prefix_tokens, prompt = int(meta.get("prefix_tokens", 0)), meta.get("prompt")
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{meta_path}: malformed checkpoint metadata ({e})") from None
-    try:
-        state = load_file(root / WEIGHTS)
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{root / WEIGHTS}: cannot read weights ({e})") from None
-    with torch.device("meta"):
-        encoder = BertModel(cfg, add_pooler=add_pooler)
-        encoder.add_tokens(added)
-        H, L, nh = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads
-        if prefix_tokens:
-            encoder.prefix = PrefixEncoder(L, H, nh, prefix_tokens)
-        if prompt:
-            encoder.prompt = SoftPrompt(prompt["tokens"], H, prompt["position"])
-        model = SequenceClassifier(encoder, **head)
-    load_state_strict(model, state, str(root / WEIGHTS), dtype)
-    return model
-
-
-def _hf_encoder_state(encoder: BertModel) -> dict[str, torch.Tensor]:
+def _hf_encoder_state(encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Encoder tensors under HF names; added-token rows join the word-embedding table."""
     if encoder.prefix is not None or encoder.prompt is not None:
         raise CheckpointError(
@@ -319,7 +223,7 @@ def _hf_encoder_state(encoder: BertModel) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_bert(model: BertModel, path: str | os.PathLike) -> None:
+def save_bert(model: torch.nn.Module, path: str | os.PathLike) -> None:
     """Write an encoder as an HF-format ``BertModel`` directory (config.json + model.safetensors)."""
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
@@ -328,9 +232,10 @@ def save_bert(model: BertModel, path: str | os.PathLike) -> None:
 
 
 def export_hf(
-    model: SequenceClassifier, path: str | os.PathLike, id2label: dict[int, str] | None = None
+    model: torch.nn.Module, path: str | os.PathLike, id2label: dict[int, str] | None = None
 ) -> None:
-    """Write ``model`` as an HF ``BertForSequenceClassification`` directory (config.json + model.safetensors).
+    """Write a ``SequenceClassifier`` as an HF ``BertForSequenceClassification`` directory (config.json +
+    model.safetensors).
 
     Only ``pooling='pooler'`` has an HF equivalent. Adapters must be merged into plain weights first.
     """

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftcore.errors import ConfigError
-from ftcore.model.bert import BertModel
+from ftcore.model.bert import BertConfig, BertModel
+from ftcore.model.checkpoint_io import load_state_strict, read_hf_checkpoint
 from ftcore.model.ops import Dropout
 
 POOLINGS = ("cls", "pooler", "mean")
@@ -64,6 +65,9 @@ class SequenceClassifier(nn.Module):
         classifier_dropout: dropout before the classifier; defaults to the encoder's hidden dropout.
         class_weights: (num_labels,) cross-entropy weights for imbalanced single-label data.
         label_smoothing: cross-entropy label smoothing in [0, 1).
+        one_token_last_layer: run the encoder's last layer for the pooled token only (its keys and
+            values still come from every token): the same logits and gradients for less work. Defaults
+            to on for ``cls`` and ``pooler``, which read one token; ``mean`` needs every position.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class SequenceClassifier(nn.Module):
         classifier_dropout: float | None = None,
         class_weights: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
+        one_token_last_layer: bool | None = None,
     ):
         super().__init__()
         if problem not in PROBLEMS:
@@ -95,6 +100,8 @@ class SequenceClassifier(nn.Module):
             raise ConfigError(
                 f"label_smoothing={label_smoothing} must be in [0, 1) and only applies to single_label"
             )
+        if one_token_last_layer and pooling not in FIRST_TOKEN_POOLINGS:
+            raise ConfigError(f"one_token_last_layer needs a pooling that reads one token, not {pooling!r}")
         if classifier_dropout is None:
             classifier_dropout = encoder.config.hidden_dropout_prob
         if pooling != "pooler":
@@ -105,6 +112,9 @@ class SequenceClassifier(nn.Module):
         self.pooling = pooling
         self.classifier_dropout = classifier_dropout
         self.label_smoothing = label_smoothing
+        self.one_token_last_layer = (
+            pooling in FIRST_TOKEN_POOLINGS if one_token_last_layer is None else one_token_last_layer
+        )
         self.head = ClassificationHead(encoder.config.hidden_size, num_labels, classifier_dropout)
         self.register_buffer("class_weights", class_weights, persistent=False)
         encoder._init_weights(self.head.classifier)
@@ -115,8 +125,9 @@ class SequenceClassifier(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        first_only = self.pooling in FIRST_TOKEN_POOLINGS  # then the last layer computes that token only
-        hidden = self.encoder(input_ids, attention_mask, token_type_ids, first_token_only=first_only)
+        hidden = self.encoder(
+            input_ids, attention_mask, token_type_ids, first_token_only=self.one_token_last_layer
+        )
         return self.head(pool(hidden, attention_mask, self.pooling, self.encoder))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -141,30 +152,19 @@ class SequenceClassifier(nn.Module):
         }
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        num_labels: int,
-        problem: str = "single_label",
-        pooling: str = "cls",
-        **kwargs,
-    ) -> SequenceClassifier:
-        """Encoder from an HF-format directory + a new head (or its HF classifier, when shapes match)."""
-        from ftcore.model.checkpoint_io import load_sequence_classifier
+    def from_pretrained(cls, path: str | os.PathLike, num_labels: int, problem: str = "single_label",
+                        pooling: str = "cls", dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
+                        **head_kwargs) -> SequenceClassifier:  # fmt: skip
+        """Encoder from an HF-format directory + a new head.
 
-        return load_sequence_classifier(
-            path, num_labels=num_labels, problem=problem, pooling=pooling, **kwargs
-        )
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write an ftcore checkpoint directory (``ftcore_model.json`` + ``model.safetensors``)."""
-        from ftcore.model.checkpoint_io import save_classifier
-
-        save_classifier(self, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, **kwargs) -> SequenceClassifier:
-        """Read a directory written by :meth:`save`."""
-        from ftcore.model.checkpoint_io import load_classifier
-
-        return load_classifier(path, **kwargs)
+        A ``classifier.*`` head in the file (e.g. an exported ``BertForSequenceClassification``) is loaded
+        when its shape fits ``num_labels``; otherwise the head starts fresh, as for any new task.
+        """
+        config, state, other, source = read_hf_checkpoint(path, allow_pickle)
+        encoder = BertModel.from_state(BertConfig.from_dict(config, str(path)), state, source, dtype)
+        model = cls(encoder, num_labels, problem, pooling, **head_kwargs)
+        head = {k.removeprefix("classifier."): v for k, v in other.items()}
+        expected = model.head.classifier.state_dict()
+        if head and all(head.get(k) is not None and head[k].shape == v.shape for k, v in expected.items()):
+            load_state_strict(model.head.classifier, head, source, dtype)
+        return model.to(dtype)
