@@ -155,11 +155,6 @@ def parse_key_values(
     return values, run_overrides
 
 
-def check_choice_arg(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        fail(f"{key}={value} is not valid; expected one of {', '.join(choices)}")
-
-
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """The run's config with ``data.*`` / ``trainer.*`` overrides merged in, typed and validated."""
     from omegaconf.errors import OmegaConfBaseException

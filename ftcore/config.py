@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftcore.errors import ConfigError
+from ftcore.metrics import SCALAR_METRICS
+from ftcore.model.heads import POOLINGS, PROBLEMS
 from ftcore.model.ops import check_dropout
+from ftcore.optim.schedules import SCHEDULES
 
 DATA_SOURCES = ("reviews", "jsonl", "csv", "tsv")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -62,7 +65,7 @@ class DataConfig:
 
     def validate(self) -> None:
         check_choice("data.name", self.name, DATA_SOURCES)
-        check_choice("data.problem", self.problem, ("single_label", "multi_label", "regression"))
+        check_choice("data.problem", self.problem, PROBLEMS)
         check_choice("data.class_weights", self.class_weights, CLASS_WEIGHTS)
         check_choice("data.resample", self.resample, RESAMPLING)
         check_choice("data.augment", self.augment, AUGMENTATIONS)
@@ -89,9 +92,6 @@ class DataConfig:
             raise ConfigError(f"data.pad_to_multiple={self.pad_to_multiple} must be at least 1")
         if self.problem != "single_label" and (self.class_weights != "none" or self.resample != "none"):
             raise ConfigError("data.class_weights and data.resample apply to single_label problems only")
-
-
-POOLINGS = ("cls", "pooler", "mean")
 
 
 @dataclass
@@ -152,6 +152,9 @@ class ModelConfig:
 
 METHODS = ("full", "freeze", "bitfit", "lora", "dora", "prefix", "prompt")
 LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output", "pooler")
+LORA_INITS = ("default", "gaussian", "pissa")
+PROMPT_POSITIONS = ("after_cls", "before")
+PROMPT_INITS = ("random", "text")
 
 
 @dataclass
@@ -183,30 +186,32 @@ class MethodConfig:
     train_added_tokens: bool = True
 
     def validate(self, num_layers: int | None = None) -> None:
+        """Check the keys of the chosen method (the others are not used, whatever they hold)."""
         check_choice("method.name", self.name, METHODS)
-        if self.freeze_layers < 0 or (num_layers is not None and self.freeze_layers > num_layers):
+        if self.name == "freeze" and (
+            self.freeze_layers < 0 or (num_layers is not None and self.freeze_layers > num_layers)
+        ):
             raise ConfigError(f"method.freeze_layers={self.freeze_layers} must be in [0, {num_layers}]")
-        if self.r < 1:
-            raise ConfigError(f"method.r={self.r} must be at least 1")
-        if not self.alpha > 0:
-            raise ConfigError(f"method.alpha={self.alpha} must be positive")
-        check_dropout("method.dropout", self.dropout)
-        if not self.targets:
-            raise ConfigError("method.targets is empty; name at least one of " + ", ".join(LORA_TARGETS))
-        for target in self.targets:
-            check_choice("method.targets", target, LORA_TARGETS)
-        check_choice("method.init", self.init, ("default", "gaussian", "pissa"))
-        if self.num_virtual_tokens < 1:
+        if self.name in ("lora", "dora"):
+            if self.r < 1:
+                raise ConfigError(f"method.r={self.r} must be at least 1")
+            if not self.alpha > 0:
+                raise ConfigError(f"method.alpha={self.alpha} must be positive")
+            check_dropout("method.dropout", self.dropout)
+            if not self.targets:
+                raise ConfigError("method.targets is empty; name at least one of " + ", ".join(LORA_TARGETS))
+            for target in self.targets:
+                check_choice("method.targets", target, LORA_TARGETS)
+            check_choice("method.init", self.init, LORA_INITS)
+        if self.name in ("prefix", "prompt") and self.num_virtual_tokens < 1:
             raise ConfigError(f"method.num_virtual_tokens={self.num_virtual_tokens} must be at least 1")
-        if self.prefix_hidden is not None and self.prefix_hidden < 1:
+        if self.name == "prefix" and self.prefix_hidden is not None and self.prefix_hidden < 1:
             raise ConfigError(f"method.prefix_hidden={self.prefix_hidden} must be at least 1")
-        check_choice("method.prompt_position", self.prompt_position, ("after_cls", "before"))
-        check_choice("method.prompt_init", self.prompt_init, ("random", "text"))
-        if self.name == "prompt" and self.prompt_init == "text" and not self.prompt_init_text.strip():
-            raise ConfigError("method.prompt_init=text needs method.prompt_init_text")
-
-
-SCHEDULES = ("linear", "cosine", "constant")
+        if self.name == "prompt":
+            check_choice("method.prompt_position", self.prompt_position, PROMPT_POSITIONS)
+            check_choice("method.prompt_init", self.prompt_init, PROMPT_INITS)
+            if self.prompt_init == "text" and not self.prompt_init_text.strip():
+                raise ConfigError("method.prompt_init=text needs method.prompt_init_text")
 
 
 @dataclass
@@ -316,8 +321,6 @@ class Config:
         for group in (self.model, self.data, self.method, self.optim, self.trainer):
             group.validate()
         if self.trainer.metric is not None:
-            from ftcore.metrics import SCALAR_METRICS
-
             check_choice("trainer.metric", self.trainer.metric, ("loss", *SCALAR_METRICS[self.data.problem]))
 
 

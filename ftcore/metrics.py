@@ -25,7 +25,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 Average = Literal["macro", "micro", "weighted"] | None
-Problem = Literal["single_label", "multi_label", "regression"]
 
 # The scalar keys of :func:`compute_metrics` per problem (a model can be selected by any of them,
 # or by the evaluation ``loss``), and those where lower is better.
@@ -302,7 +301,7 @@ def pearson_r(y_true: ArrayLike, y_pred: ArrayLike) -> float | None:
 
 
 def compute_metrics(
-    problem: Problem,
+    problem: str,
     y_true: ArrayLike,
     outputs: ArrayLike,
     num_classes: int | None = None,

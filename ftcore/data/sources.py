@@ -31,9 +31,9 @@ from functools import partial
 from pathlib import Path
 
 from ftcore.errors import ConfigError, DataError, FtcoreError
+from ftcore.model.heads import PROBLEMS
 
 Label = str | int | float | tuple[str | int, ...]
-PROBLEMS = ("single_label", "multi_label", "regression")
 FORMATS = ("jsonl", "csv", "tsv")
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ftcore.config import LORA_INITS
 from ftcore.model.ops import Dropout
 
 # Target names (as the fine-tuning literature says them) -> module-name suffix in our encoder.
@@ -30,7 +32,6 @@ TARGETS = {
     "output": "ffn.down",
     "pooler": "pooler.dense",
 }
-INITS = ("default", "gaussian", "pissa")
 
 
 class LoRALinear(nn.Module):
@@ -91,7 +92,7 @@ class LoRALinear(nn.Module):
             residual = weight - self.scaling * self.lora_B.float() @ self.lora_A.float()
             self.base.weight.copy_(residual.to(self.base.weight.dtype))
         else:
-            raise ValueError(f"unknown LoRA init {init!r}; expected one of {INITS}")
+            raise ValueError(f"unknown LoRA init {init!r}; expected one of {LORA_INITS}")
 
     def delta_weight(self) -> torch.Tensor:
         """The dense update s · B A (out × in); used for merging and norms, never in the forward pass."""
@@ -110,9 +111,10 @@ class LoRALinear(nn.Module):
         """The additive LoRA path s · B A dropout(x)."""
         return self._low_rank(self.dropout(x))
 
-    def split_base(self):
-        """(frozen base ``nn.Linear``, additive side path) so a caller can batch the base matmul with
-        others (fused QKV); None for DoRA, whose update is not additive."""
+    def split_base(self) -> tuple[nn.Linear, Callable[[torch.Tensor], torch.Tensor] | None] | None:
+        """(frozen base ``nn.Linear``, additive side path): makes this a ``bert.FusableProjection``, so
+        the fused QKV matmul can batch the base with the other projections; None for DoRA, whose update
+        is not additive."""
         if self.merged:
             return self.base, None
         return None if self.magnitude is not None else (self.base, self.side)

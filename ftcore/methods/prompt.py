@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-POSITIONS = ("after_cls", "before")
+from ftcore.config import PROMPT_POSITIONS
 
 
 class SoftPrompt(nn.Module):
@@ -34,8 +34,8 @@ class SoftPrompt(nn.Module):
         init: torch.Tensor | None = None,
     ):
         super().__init__()
-        if position not in POSITIONS:
-            raise ValueError(f"unknown prompt position {position!r}; expected one of {POSITIONS}")
+        if position not in PROMPT_POSITIONS:
+            raise ValueError(f"unknown prompt position {position!r}; expected one of {PROMPT_POSITIONS}")
         self.position = position
         self.offset = 1 if position == "after_cls" else 0  # where the prompt starts
         weight = (
