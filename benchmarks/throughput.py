@@ -43,7 +43,7 @@ from ftcore.config import MethodConfig, ModelConfig  # noqa: E402
 from ftcore.methods import apply_method  # noqa: E402
 from ftcore.model import BertConfig, SequenceClassifier  # noqa: E402
 from ftcore.optim import AdamW, param_groups  # noqa: E402
-from ftcore.train.allocator import release_freed_memory  # noqa: E402
+from ftcore.train.allocator import glibc  # noqa: E402
 from ftcore.train.precision import autocast, resolve_device  # noqa: E402
 
 METHODS = ("full", "freeze", "bitfit", "lora", "dora", "prefix", "prompt")
@@ -202,7 +202,8 @@ def memory_mb(device: torch.device) -> float | None:
     if device.type == "cuda":
         return torch.cuda.memory_allocated() / 2**20
     gc.collect()
-    release_freed_memory()
+    if (libc := glibc()) is not None:
+        libc.malloc_trim(0)  # hand the heap's free memory back to the kernel now
     return _status_mb("VmRSS")
 
 

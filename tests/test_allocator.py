@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from ftcore.train.allocator import _glibc, retain_freed_memory
+from ftcore.train.allocator import glibc, retain_freed_memory
 from ftcore.train.experiment import train
 
-glibc_only = pytest.mark.skipif(_glibc() is None, reason="mallopt is glibc's (Linux)")
+glibc_only = pytest.mark.skipif(glibc() is None, reason="mallopt is glibc's (Linux)")
 
 
 # A training step in miniature: blocks of several sizes (the largest near the 32 MiB mmap limit) alive

@@ -1,19 +1,16 @@
-"""Dropout and attention, with CPU paths written for speed.
+"""Dropout and attention behind one seam: PyTorch's kernels on CUDA, CPU paths written for speed.
 
 Both compute exactly what their textbook definitions say; they differ from ``F.dropout`` and
-``F.scaled_dot_product_attention`` only in how they get there on a CPU, where those two are slow for
-BERT-sized training steps (measured with ``benchmarks/throughput.py``, 2-core AVX-512 machine):
+``F.scaled_dot_product_attention`` only in how they get there on a CPU:
 
-* ``F.dropout`` draws one Bernoulli sample per element through a slow per-element path; 30% of a LoRA
-  training step went into it. :func:`dropout` draws 64 random bits at a time (numpy's SFC64, seeded
-  from torch's generator) and uses 15 of them per element (see :func:`keep_lanes`), so the drop
-  probability is ``p`` rounded to a multiple of 1/32768 (0.1 → 0.100006) and the kept values are scaled
-  by the matching ``1 / (1 - p)``, which keeps the expectation exact.
+* ``F.dropout`` draws one Bernoulli sample per element through a slow per-element path.
+  :func:`dropout` draws 64 random bits at a time (numpy's SFC64, seeded from torch's generator) and
+  uses 15 of them per element (see :func:`keep_lanes`), so the drop probability is ``p`` rounded to a
+  multiple of 1/32768 (0.1 → 0.100006) and the kept values are scaled by the matching ``1 / (1 - p)``,
+  which keeps the expectation exact. Probabilities the lanes cannot represent take PyTorch's path.
 * SDPA with ``dropout_p > 0`` falls back to its math kernel, which upcasts bf16 to fp32 and masks
-  ``-inf`` rows with several extra passes; its fused flash kernel (no dropout) is slow for 32-wide heads.
-  :func:`attention` runs softmax(Q Kᵀ / √d + mask) V as two batched matmuls in the input dtype with the
-  scale and mask folded into the first (``baddbmm``), and is 3–4x faster per layer forward + backward
-  at L=128 in bf16.
+  ``-inf`` rows with several extra passes. :func:`attention` runs softmax(Q Kᵀ / √d + mask) V as two
+  batched matmuls in the input dtype, with the scale and mask folded into the first (``baddbmm``).
 
 On CUDA both defer to PyTorch's kernels; under ``torch.compile`` dropout does too (the compiler
 generates its own random numbers and cannot trace the int16 view of the random words).
@@ -87,12 +84,6 @@ def keep_lanes(
     return (lanes if lane_dtype == dtype else lanes.to(dtype)), LEVELS / (LEVELS - drop)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
-    """A bool tensor of ``shape``, True with probability ``1 - p``, and the scale; see :func:`keep_lanes`."""
-    lanes, scale = keep_lanes(shape, p)
-    return lanes != 0, scale
-
-
 class _Dropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
@@ -153,4 +144,4 @@ def attention(
     return torch.bmm(probs, v.reshape(B * nh, Lk, d)).view(B, nh, Lq, d)
 
 
-__all__ = ["Dropout", "attention", "dropout", "keep_lanes", "keep_mask", "random_words"]
+__all__ = ["Dropout", "attention", "check_dropout", "dropout", "keep_lanes", "random_words"]
