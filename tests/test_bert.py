@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import transformers
+from model_helpers import batch, make, randomize_adapters
 
 from ftcore.errors import ConfigError
 from ftcore.model import BertConfig, BertModel
@@ -163,3 +164,70 @@ def test_sequence_longer_than_positions_is_refused(tiny_config):
     model = BertModel(tiny_config)
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(torch.ones(1, 65, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "targets", [[], ["query", "value"], ["query", "key", "value"], "dora"], ids=["plain", "qv", "qkv", "dora"]
+)
+def test_fused_qkv_projection_equals_the_three_projections(tiny_config, targets):
+    if targets == "dora":
+        model, _ = make(tiny_config, name="dora", targets=["query", "value"], r=4, dropout=0.0)
+    elif targets:
+        model, _ = make(tiny_config, name="lora", targets=targets, r=4, dropout=0.0)
+    else:
+        model, _ = make(tiny_config, name="full")
+    randomize_adapters(model)
+    attention = model.encoder.layers[0].attention
+    x = torch.randn(2, 5, tiny_config.hidden_size, dtype=torch.float64)
+    model.double()
+    fused = attention.project_qkv(x)
+    separate = (attention.query(x), attention.key(x), attention.value(x))
+    projections = (attention.query, attention.key, attention.value)
+    params = [p for m in projections for p in m.parameters() if p.requires_grad]
+    g_fused = torch.autograd.grad(sum((t * t).sum() for t in fused), params)
+    g_separate = torch.autograd.grad(sum((t * t).sum() for t in separate), params)
+    for a, b in zip(fused, separate):
+        assert torch.allclose(a, b, atol=1e-12)
+    for a, b in zip(g_fused, g_separate):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        {"name": "full"},
+        {"name": "lora", "targets": ["query", "key", "value"]},  # the stacked projection with side paths
+        {"name": "dora"},  # projections that run one by one
+        {"name": "prefix"},
+        {"name": "prompt", "prompt_position": "after_cls"},
+        {"name": "prompt", "prompt_position": "before"},
+    ],
+    ids=lambda m: "-".join(str(v) for v in m.values() if not isinstance(v, list)),
+)
+def test_a_first_token_head_computes_only_that_position_in_the_last_layer(tiny_config, method):
+    torch.manual_seed(0)
+    model, _ = make(tiny_config, **method)
+    randomize_adapters(model)
+    encoder = model.encoder.eval()
+    ids, mask = batch()
+    for attention_mask in (mask, None):
+        with torch.no_grad():
+            full = encoder(ids, attention_mask)
+            first = encoder(ids, attention_mask, first_token_only=True)
+        assert first.shape == (4, 1, tiny_config.hidden_size)
+        torch.testing.assert_close(first, full[:, :1], rtol=1e-5, atol=1e-6)
+    # the gradients of everything that trains are those of the full computation (dropout off)
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "dropout_p"):
+            module.dropout_p = 0.0
+    grads = []
+    for first_only in (False, True):
+        model.zero_grad()
+        encoder(ids, mask, first_token_only=first_only)[:, 0].pow(2).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)

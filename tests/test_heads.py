@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import transformers
+from model_helpers import batch
 
 from ftcore.errors import ConfigError
 from ftcore.model import BertModel, SequenceClassifier
@@ -107,3 +108,20 @@ def test_bad_head_settings_name_the_setting(tiny_config, kwargs, words):
 def test_pooler_pooling_needs_pooler_weights(tiny_config):
     with pytest.raises(ConfigError, match="pooler"):
         SequenceClassifier(BertModel(tiny_config, add_pooler=False), num_labels=2, pooling="pooler")
+
+
+def test_the_head_reads_the_first_token_only_for_cls_and_pooler(tiny_config, monkeypatch):
+    calls = []
+    forward = BertModel.forward
+    monkeypatch.setattr(BertModel, "forward", lambda self, *a, **k: calls.append(k) or forward(self, *a, **k))
+    ids, mask = batch()
+    for pooling in ("cls", "pooler", "mean"):
+        SequenceClassifier(BertModel(tiny_config), num_labels=2, pooling=pooling)(ids, mask)
+    assert [k.get("first_token_only") for k in calls] == [True, True, False]
+    calls.clear()
+    SequenceClassifier(BertModel(tiny_config), num_labels=2, pooling="cls", one_token_last_layer=False)(
+        ids, mask
+    )
+    assert [k.get("first_token_only") for k in calls] == [False]  # the decision is the head's argument
+    with pytest.raises(ConfigError, match="one_token_last_layer needs a pooling that reads one token"):
+        SequenceClassifier(BertModel(tiny_config), num_labels=2, pooling="mean", one_token_last_layer=True)

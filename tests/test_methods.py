@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import batch, make, randomize_adapters, trainable
 
 from ftcore.config import MethodConfig
 from ftcore.errors import ConfigError
@@ -13,56 +14,6 @@ from ftcore.model import BertModel, SequenceClassifier
 from ftcore.optim import AdamW
 
 ALL_TARGETS = ["query", "key", "value", "attention_output", "intermediate", "output"]
-
-
-def make(tiny_config, pooling="pooler", **method):
-    model = SequenceClassifier(BertModel(tiny_config), num_labels=3, pooling=pooling)
-    return apply_method(model, MethodConfig(**method)), model
-
-
-def batch():
-    ids = torch.randint(5, 99, (4, 9))
-    mask = torch.ones_like(ids)
-    mask[1, 5:] = 0
-    mask[3, 2:] = 0
-    return ids, mask
-
-
-def trainable(model):
-    return {n for n, p in model.named_parameters() if p.requires_grad}
-
-
-@torch.no_grad()
-def randomize_adapters(model):
-    for name, p in model.named_parameters():
-        if "lora_" in name or "magnitude" in name or "prefix" in name or "prompt" in name:
-            p.add_(torch.randn_like(p) * 0.05)
-
-
-@pytest.mark.parametrize(
-    "targets", [[], ["query", "value"], ["query", "key", "value"], "dora"], ids=["plain", "qv", "qkv", "dora"]
-)
-def test_fused_qkv_projection_equals_the_three_projections(tiny_config, targets):
-    if targets == "dora":
-        model, _ = make(tiny_config, name="dora", targets=["query", "value"], r=4, dropout=0.0)
-    elif targets:
-        model, _ = make(tiny_config, name="lora", targets=targets, r=4, dropout=0.0)
-    else:
-        model, _ = make(tiny_config, name="full")
-    randomize_adapters(model)
-    attention = model.encoder.layers[0].attention
-    x = torch.randn(2, 5, tiny_config.hidden_size, dtype=torch.float64)
-    model.double()
-    fused = attention.project_qkv(x)
-    separate = (attention.query(x), attention.key(x), attention.value(x))
-    projections = (attention.query, attention.key, attention.value)
-    params = [p for m in projections for p in m.parameters() if p.requires_grad]
-    g_fused = torch.autograd.grad(sum((t * t).sum() for t in fused), params)
-    g_separate = torch.autograd.grad(sum((t * t).sum() for t in separate), params)
-    for a, b in zip(fused, separate):
-        assert torch.allclose(a, b, atol=1e-12)
-    for a, b in zip(g_fused, g_separate):
-        assert torch.allclose(a, b, atol=1e-12)
 
 
 def test_full_freeze_and_bitfit_train_the_right_parameters(tiny_config):
@@ -257,54 +208,3 @@ def test_frozen_added_tokens_still_travel_with_the_adapter(tiny_model_dir, tmp_p
     save_adapter(model, tmp_path, cfg, tiny_model_dir)
     loaded = load_adapter(tmp_path)
     assert torch.equal(loaded.encoder.embeddings.added.weight, model.encoder.embeddings.added.weight)
-
-
-@pytest.mark.parametrize(
-    "method",
-    [
-        {"name": "full"},
-        {"name": "lora", "targets": ["query", "key", "value"]},  # the stacked projection with side paths
-        {"name": "dora"},  # projections that run one by one
-        {"name": "prefix"},
-        {"name": "prompt", "prompt_position": "after_cls"},
-        {"name": "prompt", "prompt_position": "before"},
-    ],
-    ids=lambda m: "-".join(str(v) for v in m.values() if not isinstance(v, list)),
-)
-def test_a_first_token_head_computes_only_that_position_in_the_last_layer(tiny_config, method):
-    torch.manual_seed(0)
-    model, _ = make(tiny_config, **method)
-    randomize_adapters(model)
-    encoder = model.encoder.eval()
-    ids, mask = batch()
-    for attention_mask in (mask, None):
-        with torch.no_grad():
-            full = encoder(ids, attention_mask)
-            first = encoder(ids, attention_mask, first_token_only=True)
-        assert first.shape == (4, 1, tiny_config.hidden_size)
-        torch.testing.assert_close(first, full[:, :1], rtol=1e-5, atol=1e-6)
-    # the gradients of everything that trains are those of the full computation (dropout off)
-    model.train()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-        if hasattr(module, "dropout_p"):
-            module.dropout_p = 0.0
-    grads = []
-    for first_only in (False, True):
-        model.zero_grad()
-        encoder(ids, mask, first_token_only=first_only)[:, 0].pow(2).sum().backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
-    assert grads[0].keys() == grads[1].keys() and grads[0]
-    for name in grads[0]:
-        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
-
-
-def test_the_head_reads_the_first_token_only_for_cls_and_pooler(tiny_config, monkeypatch):
-    calls = []
-    forward = BertModel.forward
-    monkeypatch.setattr(BertModel, "forward", lambda self, *a, **k: calls.append(k) or forward(self, *a, **k))
-    ids, mask = batch()
-    for pooling in ("cls", "pooler", "mean"):
-        SequenceClassifier(BertModel(tiny_config), num_labels=2, pooling=pooling)(ids, mask)
-    assert [k.get("first_token_only") for k in calls] == [True, True, False]
