@@ -438,7 +438,9 @@ class BertModel(nn.Module):
         prefix; classifier and pre-training heads in the file are ignored). Pickled
         ``pytorch_model.bin`` weights are read only with ``allow_pickle=True``."""
         config, state, _, source = read_hf_checkpoint(path, allow_pickle)
-        return cls.from_state(BertConfig.from_dict(config, str(path)), state, source, dtype)
+        return cls.from_state(
+            BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
+        )
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write an HF-format directory that ``from_pretrained`` (ours or transformers') reads back."""

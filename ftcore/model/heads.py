@@ -161,7 +161,9 @@ class SequenceClassifier(nn.Module):
         when its shape fits ``num_labels``; otherwise the head starts fresh, as for any new task.
         """
         config, state, other, source = read_hf_checkpoint(path, allow_pickle)
-        encoder = BertModel.from_state(BertConfig.from_dict(config, str(path)), state, source, dtype)
+        encoder = BertModel.from_state(
+            BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
+        )
         model = cls(encoder, num_labels, problem, pooling, **head_kwargs)
         head = {k.removeprefix("classifier."): v for k, v in other.items()}
         expected = model.head.classifier.state_dict()
