@@ -70,7 +70,7 @@ class Windows:
     def __init__(self, lengths: np.ndarray, trainer: TrainerConfig, dist: DistInfo):
         self.lengths, self.trainer, self.dist = lengths, trainer, dist
         self._cached: tuple = (None, None)
-        self.per_epoch = len(self.of_rank(0, dist.rank))
+        self.per_epoch = len(self.epoch(0)[0])
 
     def of_rank(self, epoch: int, rank: int) -> list[list[np.ndarray]]:
         bs, size = self.trainer.batch_size, self.trainer.batch_size * self.trainer.grad_accum
@@ -81,7 +81,7 @@ class Windows:
 
     def padding(self, pad_to_multiple: int) -> float:
         """The share of padding in the batches of the first epoch."""
-        batches = [b for w in self.of_rank(0, self.dist.rank) for b in w]
+        batches = [b for w in self.epoch(0)[0] for b in w]
         return padding_fraction(self.lengths, batches, pad_to_multiple)
 
     def epoch(self, epoch: int) -> tuple[list[list[np.ndarray]], np.ndarray]:
@@ -202,7 +202,10 @@ class Validation:
         """Validation and test metrics of the best weights (read back from disk by a resumed run that
         found its best before the restart)."""
         model.load_state_dict(self.best_weights or self.checkpoints.best_tensors(log), strict=False)
-        return self.best_metrics or self.score(model, "validation"), self.score(model, "test")
+        # (scored without silencing UndefinedMetricWarning: a final model predicting one class is news)
+        args = (self.trainer.eval_batch_size, self.device, self.precision, self.dist)
+        val = self.best_metrics or self.task.evaluate(model, "validation", *args)
+        return val, self.task.evaluate(model, "test", *args)
 
 
 def fit(model: nn.Module, task, trainer: TrainerConfig, optim: OptimConfig, run_dir: Path, device: torch.device,
