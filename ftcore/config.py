@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftcore.data.long_text import LONG_TEXT_MODES, WINDOW_POOLS
+from ftcore.data.tokenizer import TRUNCATIONS
 from ftcore.errors import ConfigError
 from ftcore.metrics import SCALAR_METRICS
 from ftcore.model.heads import POOLINGS, PROBLEMS
@@ -39,6 +41,20 @@ class DataConfig:
     ``tsv`` with ``train_file`` and optional ``validation_file`` / ``test_file``; a missing split is cut
     from train, stratified, with ``validation_fraction`` / ``test_fraction``. ``max_train_samples`` and
     ``max_eval_samples`` keep a stratified subset of the splits for quick runs.
+
+    Texts longer than ``max_length`` tokens (special tokens included), by ``long_text``:
+
+    - ``truncate``: keep ``max_length`` tokens, chosen by ``truncation``: ``head`` the first tokens,
+      ``tail`` the last, ``head_tail`` the first ``head_tokens`` and the rest from the end (``null``:
+      Sun et al. 2019's 128 of 510, scaled to the budget). Text pairs are first cut longest-first, then
+      each segment keeps its tokens this way.
+    - ``windows``: read every token as overlapping windows of at most ``max_length`` tokens, each
+      ``[CLS] piece [SEP]``; ``window_stride`` is the number of text tokens from one window's start to
+      the next (``null``: half a window), and the last window is moved to end at the text's last token,
+      so every token is in some window. Training takes every window as an example with its document's
+      label; evaluation and prediction pool a document's window logits (``window_pool``: mean | max)
+      and score each document once. Single texts only. Sampling, subsets and class weights count
+      documents.
     """
 
     name: str = "reviews"
@@ -62,9 +78,17 @@ class DataConfig:
     augment: str = "none"
     augment_prob: float = 0.1
     pad_to_multiple: int = 8
+    truncation: str = "head"
+    head_tokens: int | None = None
+    long_text: str = "truncate"
+    window_stride: int | None = None
+    window_pool: str = "mean"
 
     def validate(self) -> None:
         check_choice("data.name", self.name, DATA_SOURCES)
+        check_choice("data.truncation", self.truncation, TRUNCATIONS)
+        check_choice("data.long_text", self.long_text, LONG_TEXT_MODES)
+        check_choice("data.window_pool", self.window_pool, WINDOW_POOLS)
         check_choice("data.problem", self.problem, PROBLEMS)
         check_choice("data.class_weights", self.class_weights, CLASS_WEIGHTS)
         check_choice("data.resample", self.resample, RESAMPLING)
@@ -92,6 +116,22 @@ class DataConfig:
             raise ConfigError(f"data.pad_to_multiple={self.pad_to_multiple} must be at least 1")
         if self.problem != "single_label" and (self.class_weights != "none" or self.resample != "none"):
             raise ConfigError("data.class_weights and data.resample apply to single_label problems only")
+        budget = self.max_length - (2 if self.text_pair_field is None else 3)  # tokens left for the texts
+        if self.head_tokens is not None and not 0 <= self.head_tokens < budget:
+            raise ConfigError(
+                f"data.head_tokens={self.head_tokens} must be at least 0 and below the {budget} text tokens "
+                f"data.max_length={self.max_length} leaves"
+            )
+        if self.window_stride is not None and not 1 <= self.window_stride <= budget:
+            raise ConfigError(
+                f"data.window_stride={self.window_stride} must be in [1, {budget}], the text tokens of "
+                f"a window at data.max_length={self.max_length}"
+            )
+        if self.long_text == "windows" and self.text_pair_field is not None:
+            raise ConfigError(
+                f"data.long_text=windows reads single texts, not pairs (data.text_pair_field="
+                f"{self.text_pair_field}); use data.long_text=truncate"
+            )
 
 
 @dataclass
@@ -324,8 +364,114 @@ class Config:
             check_choice("trainer.metric", self.trainer.metric, ("loss", *SCALAR_METRICS[self.data.problem]))
 
 
+TEXT_SOURCES = ("reviews", "peoples_daily", "txt", "jsonl", "csv", "tsv")
+PRETRAIN_METRICS = ("loss", "masked_accuracy", "perplexity")
+
+
+@dataclass
+class TextSource:
+    """One source of unlabelled text for masked-LM pretraining (an entry of ``corpus.sources``).
+
+    ``name``: ``reviews`` (the training split of ``data=reviews`` as ``train.py`` cuts it by default, so
+    no validation or test review is ever seen), ``peoples_daily`` (People's Daily 1998, tags stripped),
+    or a file format, ``txt`` (one text per line) | ``jsonl`` | ``csv`` | ``tsv`` (its ``text_field``),
+    with ``file``. ``weight`` is how many times its texts appear per epoch (0.5: a fixed random half).
+    """
+
+    name: str = "reviews"
+    file: str | None = None
+    text_field: str = "text"
+    weight: float = 1.0
+
+    def validate(self, key: str) -> None:
+        check_choice(f"{key}.name", self.name, TEXT_SOURCES)
+        if self.name in ("txt", "jsonl", "csv", "tsv") and not self.file:
+            raise ConfigError(f"{key}.file is required for a {self.name} source; give the path of the file")
+        if not self.weight > 0:
+            raise ConfigError(f"{key}.weight={self.weight} must be positive")
+
+
+@dataclass
+class CorpusConfig:
+    """``corpus.*``: the text masked-LM pretraining reads, mixed from ``sources``.
+
+    Each source's texts are cut (``split_seed``) into train, validation and test parts of
+    ``validation_fraction`` / ``test_fraction`` (at most ``max_eval_texts`` each); only train parts are
+    weighted and trained on. Texts longer than ``max_length`` tokens are cut to it.
+    """
+
+    sources: list[TextSource] = field(default_factory=lambda: [TextSource()])
+    max_length: int = 128
+    validation_fraction: float = 0.03
+    test_fraction: float = 0.03
+    max_eval_texts: int = 1000
+    split_seed: int = 42
+    lowercase: bool | None = None
+    pad_to_multiple: int = 8
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise ConfigError("corpus.sources is empty; name at least one source of text")
+        for i, source in enumerate(self.sources):
+            source.validate(f"corpus.sources.{i}")
+        if self.max_length < 8:
+            raise ConfigError(f"corpus.max_length={self.max_length} is too small; expected at least 8")
+        check_range("corpus.validation_fraction", self.validation_fraction, 0.0, 0.5)
+        check_range("corpus.test_fraction", self.test_fraction, 0.0, 0.5)
+        if self.max_eval_texts < 1:
+            raise ConfigError(f"corpus.max_eval_texts={self.max_eval_texts} must be at least 1")
+        if self.pad_to_multiple < 1:
+            raise ConfigError(f"corpus.pad_to_multiple={self.pad_to_multiple} must be at least 1")
+
+
+@dataclass
+class MaskingConfig:
+    """``mlm.*``: BERT's masking (see ftcore/data/masking.py): ``probability`` of the real tokens are
+    targets; of those ``mask_fraction`` become [MASK], ``random_fraction`` a random token, the rest stay.
+    ``whole_word`` masks a word's ``##`` pieces together."""
+
+    probability: float = 0.15
+    mask_fraction: float = 0.8
+    random_fraction: float = 0.1
+    whole_word: bool = False
+
+    def validate(self) -> None:
+        check_range("mlm.probability", self.probability, 0.0, 1.0)
+        if not self.probability > 0:
+            raise ConfigError("mlm.probability=0 masks nothing; expected a value in (0, 1)")
+        check_range("mlm.mask_fraction", self.mask_fraction, 0.0, 1.0, high_inclusive=True)
+        check_range("mlm.random_fraction", self.random_fraction, 0.0, 1.0, high_inclusive=True)
+        if self.mask_fraction + self.random_fraction > 1.0:
+            raise ConfigError("mlm.mask_fraction + mlm.random_fraction must be at most 1")
+
+
+PRETRAIN_METHODS = ("full", "freeze", "bitfit", "lora", "dora")  # prefix/prompt have no MLM meaning here
+
+
+@dataclass
+class PretrainConfig:
+    """The whole masked-LM pretraining run (``scripts/pretrain.py``); ``resume=<run dir>`` continues one."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    mlm: MaskingConfig = field(default_factory=MaskingConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    resume: str | None = None
+
+    def validate(self) -> None:
+        for group in (self.model, self.corpus, self.mlm, self.method, self.optim, self.trainer):
+            group.validate()
+        check_choice("method.name", self.method.name, PRETRAIN_METHODS)
+        if self.trainer.metric is not None:
+            check_choice("trainer.metric", self.trainer.metric, PRETRAIN_METRICS)
+
+
 def register_configs() -> None:
-    """Make the schema known to Hydra as ``base_config`` (conf/config.yaml lists it first)."""
+    """Make the schemas known to Hydra as ``base_config`` and ``base_pretrain_config`` (conf/config.yaml
+    and conf/pretrain.yaml list them first)."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="base_config", node=Config)
+    ConfigStore.instance().store(name="base_pretrain_config", node=PretrainConfig)

@@ -1,7 +1,8 @@
 """Score a trained run: ``python scripts/evaluate.py run_dir=<dir> [split=test|validation|train] [file=<new file>]``.
 
-``file=`` scores a new labelled file (jsonl/csv/tsv by extension, or ``format=``) with the run's fields
-and label map; ``data.*`` overrides change how data is read (e.g. ``data.label_field=gold``).
+``file=`` scores a new labelled file (jsonl/csv/tsv by extension, or ``format=``) with the run's fields,
+label map and encoding (truncation, or long texts as windows scored per text); ``data.*`` overrides
+change how data is read (e.g. ``data.label_field=gold``).
 Prints the metrics as JSON and writes them to ``<run_dir>/eval/<split or file name>.json``.
 """
 
@@ -34,21 +35,13 @@ def main() -> None:
         path = Path(args["file"])
         fmt = args["format"] or path.suffix.lstrip(".")
         examples = read_examples(path, fmt, **reader_options(cfg.data, fmt))
-        split = encode_split(
-            "file",
-            examples,
-            run.labels,
-            run.tokenizer,
-            cfg.data.max_length,
-            str(path),
-        )
+        split = encode_split("file", examples, run.labels, run.tokenizer, cfg.data, str(path))
         name = path.stem
     else:
         data = build_task_data(cfg.data, run.tokenizer, labels=run.labels)
         split, name = data.splits[args["split"]], args["split"]
-    metrics, _ = evaluate(
-        model, split, run.labels, cfg.trainer.eval_batch_size, device, precision, run.tokenizer.pad_id
-    )
+    metrics, _ = evaluate(model, split, run.labels, cfg.trainer.eval_batch_size, device, precision,
+                          run.tokenizer.pad_id, window_pool=cfg.data.window_pool)  # fmt: skip
     out = Path(args["output"]) if args["output"] else Path(args["run_dir"]) / "eval" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     save_json({"split": name, "checkpoint": str(run.checkpoint), "metrics": metrics}, out)

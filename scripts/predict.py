@@ -3,7 +3,9 @@
 Input: one text per line (``.txt`` or ``-`` for stdin), or JSON lines with the run's text field(s).
 Output: one JSON object per input line, in order: ``text``, ``label`` (name), ``scores`` (probabilities
 in label-id order; the predicted value for regression), and ``truncated`` when the text was longer
-than ``data.max_length`` tokens. Empty lines give ``label: null``. Adapters are merged first.
+than ``data.max_length`` tokens. Texts are encoded as the run was trained (``data.truncation``, or with
+``data.long_text=windows`` read whole as windows whose logits are pooled per text: never truncated).
+Empty lines give ``label: null``. Adapters are merged first.
 """
 
 import json
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ftcore import cli
+from ftcore.data.dataset import encode_texts
 from ftcore.errors import DataError
 from ftcore.files import save_text
 from ftcore.methods.lora import merge_lora
@@ -70,13 +73,13 @@ def main() -> None:
     rows = read_inputs(args["input"], cfg.data.text_field, cfg.data.text_pair_field)
     keep = [i for i, (text, _) in enumerate(rows) if text]
     outputs = np.zeros((0,))
-    encoded = None
+    truncated = np.zeros(0, dtype=bool)
     if keep:
         pairs = [rows[i][1] or "" for i in keep] if cfg.data.text_pair_field else None
-        encoded = run.tokenizer.encode_batch(
-            [rows[i][0] for i in keep], pairs, max_length=cfg.data.max_length
-        )
-        outputs, _ = predict(model, encoded, args["batch_size"], device, precision, run.tokenizer.pad_id)
+        encoded, documents = encode_texts(run.tokenizer, [rows[i][0] for i in keep], pairs, cfg.data)
+        outputs, _ = predict(model, encoded, args["batch_size"], device, precision, run.tokenizer.pad_id,
+                             documents=documents, window_pool=cfg.data.window_pool)  # fmt: skip
+        truncated = encoded.truncated if documents is None else np.zeros(len(keep), dtype=bool)
     results: list[dict] = [{"text": text, "label": None, "scores": None} for text, _ in rows]
     for slot, i in enumerate(keep):
         scores = outputs[slot]
@@ -87,7 +90,7 @@ def main() -> None:
         else:
             label = float(scores)
         results[i].update(label=label, scores=np.atleast_1d(scores).tolist())
-        if encoded.truncated[slot]:
+        if truncated[slot]:
             results[i]["truncated"] = True
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     if args["output"] == "-":

@@ -156,6 +156,98 @@ def test_unk_rate(tokenizer):
     assert tokenizer.unk_rate([]) == 0.0
 
 
+# --- which tokens a too-long text keeps: head, tail, head_tail -------------------------------------
+
+ZERO_TO_SEVEN = [5717, 2028, 2048, 2093, 2176, 2274, 2416, 2698]  # ids of words(8)
+
+
+def text_ids(tokenizer, text: str) -> list[int]:
+    """The token ids of ``text`` without special tokens, nothing cut."""
+    return tokenizer.encode_batch([text], max_length=None)[0][0][1:-1].tolist()
+
+
+def test_head_is_the_default_and_keeps_the_first_tokens(tokenizer):
+    texts = [words(12), words(3)]
+    encoded = tokenizer.encode_batch(texts, max_length=8)
+    assert encoded[0][0].tolist() == [101, *ZERO_TO_SEVEN[:6], 102]
+    assert encoded[1][0].tolist() == [101, *ZERO_TO_SEVEN[:3], 102]
+    assert encoded.truncated.tolist() == [True, False]
+    head = tokenizer.encode_batch(texts, max_length=8, truncation="head", head_tokens=2)
+    for a, b in zip(vars(encoded).values(), vars(head).values()):
+        assert np.array_equal(a, b) and a.dtype == b.dtype
+
+
+def test_tail_keeps_the_last_tokens(tokenizer):
+    encoded = tokenizer.encode_batch([words(12), words(3)], max_length=8, truncation="tail")
+    # words(12) is zero ... seven zero ... three: its last six tokens are six seven zero one two three
+    assert encoded[0][0].tolist() == [101, *ZERO_TO_SEVEN[6:], *ZERO_TO_SEVEN[:4], 102]
+    assert encoded[1][0].tolist() == [101, *ZERO_TO_SEVEN[:3], 102]  # fits: as it was
+    assert encoded.truncated.tolist() == [True, False]
+
+
+def test_head_tail_keeps_the_papers_128_first_and_382_last_tokens(tokenizer):
+    text = " ".join(str(i) for i in range(700))  # tokens that never repeat in order
+    full = text_ids(tokenizer, text)
+    encoded = tokenizer.encode_batch([text, "12 34"], max_length=512, truncation="head_tail")
+    assert encoded[0][0].tolist() == [101, *full[:128], *full[-382:], 102]
+    assert encoded[1][0].tolist() == [101, *text_ids(tokenizer, "12 34"), 102]
+    assert encoded.truncated.tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("max_length", "head_tokens", "head"), [(16, 10, 10), (16, 0, 0), (16, None, 4), (40, None, 10)]
+)
+def test_head_tail_keeps_head_tokens_first_and_the_rest_last(tokenizer, max_length, head_tokens, head):
+    text = " ".join(str(i) for i in range(100))
+    full = text_ids(tokenizer, text)
+    encoded = tokenizer.encode_batch(
+        [text], max_length=max_length, truncation="head_tail", head_tokens=head_tokens
+    )
+    tail = max_length - 2 - head  # None: round(14 * 128 / 510) = 4, round(38 * 128 / 510) = 10
+    assert encoded[0][0].tolist() == [101, *full[:head], *full[len(full) - tail :], 102]
+
+
+def test_pairs_are_cut_longest_first_then_per_segment(tokenizer):
+    a, b = " ".join(str(i) for i in range(30)), " ".join(str(i) for i in range(100, 112))
+    ids_a, ids_b = text_ids(tokenizer, a), text_ids(tokenizer, b)
+    assert (len(ids_a), len(ids_b)) == (30, 12)
+    max_length = 23  # 20 text tokens: longest first keeps 10 of each
+    rows = {
+        truncation: tokenizer.encode_batch([a], [b], max_length=max_length, truncation=truncation)
+        for truncation in ("head", "tail", "head_tail")
+    }
+    assert rows["head"][0][0].tolist() == [101, *ids_a[:10], 102, *ids_b[:10], 102]
+    assert rows["tail"][0][0].tolist() == [101, *ids_a[-10:], 102, *ids_b[-10:], 102]
+    # head_tail: each segment keeps round(10 * 128 / 510) = 3 tokens at its head, 7 at its tail
+    assert rows["head_tail"][0][0].tolist() == [
+        101,
+        *ids_a[:3],
+        *ids_a[-7:],
+        102,
+        *ids_b[:3],
+        *ids_b[-7:],
+        102,
+    ]
+    for encoded in rows.values():
+        assert encoded[0][1].tolist() == [0] * 12 + [1] * 11
+        assert encoded.truncated.tolist() == [True]
+    # an explicit head_tokens is a share of the whole budget: 4 of 20 keeps 10 · 4/20 = 2 per segment
+    ht = tokenizer.encode_batch([a], [b], max_length=max_length, truncation="head_tail", head_tokens=4)
+    assert ht[0][0].tolist() == [101, *ids_a[:2], *ids_a[-8:], 102, *ids_b[:2], *ids_b[-8:], 102]
+
+
+def test_bad_truncation_arguments(tokenizer):
+    with pytest.raises(ConfigError, match="head_tokens=14 must be at least 0 and below the 14 text tokens"):
+        tokenizer.encode_batch(["a"], max_length=16, truncation="head_tail", head_tokens=14)
+    with pytest.raises(ValueError, match="truncation='middle'"):
+        tokenizer.encode_batch(["a"], truncation="middle")
+
+
+def test_max_length_none_keeps_every_token(tokenizer):
+    encoded = tokenizer.encode_batch([words(700), "hi"], [words(3), "yo"], max_length=None)
+    assert encoded.lengths.tolist() == [706, 5] and encoded.num_truncated == 0
+
+
 # --- loading ----------------------------------------------------------------------------------------
 
 

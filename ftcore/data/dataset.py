@@ -1,7 +1,11 @@
 """From raw examples to encoded train / validation / test splits.
 
-    read (sources.py) ─► split (stratified) ─► label ids (from train) ─► encode once (tokenizer.py)
-                     ─► balance the training split (class weights or resampling)
+    read (sources.py) ─► split (stratified) ─► label ids (from train) ─► encode once (tokenizer.py,
+                     long texts as windows: long_text.py) ─► balance the training split (class weights
+                     or resampling)
+
+Splits, subsets, resampling and class weights count examples (documents), however many rows
+(windows) an example is encoded as.
 
 Everything random here depends on ``data.split_seed`` only, so the same config always yields the same
 splits, and no example can sit in two splits (the review corpus is deduplicated before splitting).
@@ -9,6 +13,7 @@ splits, and no example can sit in two splits (the review corpus is deduplicated 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -19,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ftcore.config import DataConfig
+from ftcore.data.long_text import encode_windows
 from ftcore.data.sources import Example, Label, load_reviews, read_examples
 from ftcore.data.tokenizer import EncodedTexts, TextTokenizer
-from ftcore.errors import CheckpointError, DataError
+from ftcore.errors import CheckpointError, ConfigError, DataError
 from ftcore.files import save_json
 
 SPLITS = ("train", "validation", "test")
@@ -213,15 +219,25 @@ def balanced_class_weights(labels: np.ndarray, num_labels: int) -> np.ndarray:
 
 @dataclass
 class Split:
-    """One encoded split: ``examples[i]`` is encoded as ``encoded[i]`` with label ``labels[i]``."""
+    """One encoded split: ``examples[i]`` has label ``labels[i]``; ``encoded`` holds the model's rows.
+
+    Each example is one row (``documents`` is None: ``examples[i]`` is ``encoded[i]``), or, with
+    ``data.long_text=windows``, several: row ``r`` is a window of example ``documents[r]``.
+    """
 
     name: str
     examples: list[Example]
     encoded: EncodedTexts
     labels: np.ndarray
+    documents: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    @functools.cached_property
+    def row_labels(self) -> np.ndarray:
+        """The label of every row of ``encoded``: a window carries its document's label."""
+        return self.labels if self.documents is None else self.labels[self.documents]
 
 
 @dataclass
@@ -234,17 +250,31 @@ class TaskData:
     stats: dict
 
 
+def encode_texts(
+    tokenizer: TextTokenizer, texts: Sequence[str], pairs: Sequence[str] | None, cfg: DataConfig
+) -> tuple[EncodedTexts, np.ndarray | None]:
+    """Encode texts as ``cfg`` says: one row per text, truncated by ``cfg.truncation``, and None; or,
+    with ``cfg.long_text=windows``, the windows of every text and each window's text index."""
+    if cfg.long_text == "windows":
+        if pairs is not None:
+            raise ConfigError(
+                "data.long_text=windows reads single texts, not pairs; use data.long_text=truncate"
+            )
+        return encode_windows(tokenizer, texts, cfg.max_length, cfg.window_stride)
+    return tokenizer.encode_batch(texts, pairs, cfg.max_length, cfg.truncation, cfg.head_tokens), None
+
+
 def encode_split(
     name: str,
     examples: list[Example],
     labels: LabelSpace,
     tokenizer: TextTokenizer,
-    max_length: int,
+    cfg: DataConfig,
     source: str,
 ) -> Split:
     pairs = [e.text_pair for e in examples] if examples and examples[0].text_pair is not None else None
-    encoded = tokenizer.encode_batch([e.text for e in examples], pairs, max_length=max_length)
-    return Split(name, examples, encoded, labels.encode(examples, source))
+    encoded, documents = encode_texts(tokenizer, [e.text for e in examples], pairs, cfg)
+    return Split(name, examples, encoded, labels.encode(examples, source), documents)
 
 
 def build_task_data(
@@ -266,15 +296,15 @@ def build_task_data(
         keep = resample(labels.encode(raw["train"], sources["train"]), cfg.resample, cfg.split_seed)
         raw["train"] = [raw["train"][i] for i in keep]
         stats["counts"]["train_resampled"] = len(keep)
-    splits = {
-        name: encode_split(name, raw[name], labels, tokenizer, cfg.max_length, sources[name])
-        for name in SPLITS
-    }
+    splits = {name: encode_split(name, raw[name], labels, tokenizer, cfg, sources[name]) for name in SPLITS}
     train = splits["train"]
     weights = (
         balanced_class_weights(train.labels, labels.num_labels) if cfg.class_weights == "balanced" else None
     )
     stats["truncated"] = {name: s.encoded.num_truncated for name, s in splits.items()}
+    if cfg.long_text == "windows":  # texts read as several windows, and the windows in all
+        stats["windowed"] = {name: int((np.bincount(s.documents) > 1).sum()) for name, s in splits.items()}
+        stats["windows"] = {name: len(s.encoded) for name, s in splits.items()}
     if labels.problem == "single_label":
         stats["label_counts"] = {
             name: {

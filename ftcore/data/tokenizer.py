@@ -2,9 +2,10 @@
 
 :class:`TextTokenizer` wraps a WordPiece ``tokenizers.Tokenizer`` read from a model directory
 (``tokenizer.json``, or ``vocab.txt`` for older checkpoints) and owns the input policy itself:
-every example becomes ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` cut to ``max_length`` tokens,
-never padded (padding happens per batch in the collate function). Truncation or padding stored in
-``tokenizer.json`` is switched off so it cannot apply silently.
+every example becomes ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` cut to ``max_length`` tokens
+(keeping the first tokens, the last, or both ends: :data:`TRUNCATIONS`), never padded (padding happens
+per batch in the collate function). Truncation or padding stored in ``tokenizer.json`` is switched off
+so it cannot apply silently.
 
 Encoded examples come back flat (:class:`EncodedTexts`): one int32 array of all token ids plus
 offsets, which a dataset stores cheaply and slices per example.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +29,11 @@ from ftcore.errors import CheckpointError, ConfigError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 REQUIRED_TOKENS = (PAD, UNK, CLS, SEP)
+
+TRUNCATIONS = ("head", "tail", "head_tail")  # which tokens of a too-long text are kept
+# head_tail's default split: Sun et al. 2019 ("How to Fine-Tune BERT for Text Classification") keep
+# 128 head + 382 tail of the 510 text tokens of max_length 512.
+HEAD_TAIL_SHARE = 128 / 510
 
 
 @dataclass(frozen=True)
@@ -147,37 +154,65 @@ class TextTokenizer:
         return directory / "tokenizer.json"
 
     def encode_batch(
-        self, texts: Sequence[str], text_pairs: Sequence[str] | None = None, max_length: int = 128
+        self,
+        texts: Sequence[str],
+        text_pairs: Sequence[str] | None = None,
+        max_length: int | None = 128,
+        truncation: str = "head",
+        head_tokens: int | None = None,
     ) -> EncodedTexts:
         """Encode texts (or text pairs) to ``[CLS] a [SEP]`` / ``[CLS] a [SEP] b [SEP]``, no padding.
 
-        Truncation keeps the first tokens. For pairs it is "longest first": tokens are cut from the end
-        of the longer text until the two are equally long, then from both (see :func:`_longest_first`),
-        exactly as ``transformers`` does with ``truncation=True``.
+        A text longer than its budget (``max_length`` less the special tokens) keeps, by ``truncation``:
+        ``head`` its first tokens, ``tail`` its last tokens, ``head_tail`` its first ``k`` and last
+        ``budget - k`` tokens, ``k = head_tokens`` (default ``round(budget · 128/510)``, Sun et al. 2019).
+        For pairs the budget is first split "longest first": the longer text gives up tokens until the two
+        are equally long, then both do (see :func:`_longest_first`), exactly as ``transformers`` does with
+        ``truncation=True``; then each cut segment keeps its tokens by ``truncation`` (``head_tail``
+        keeping the same share ``k / budget`` of its own length at its head).
 
         Args:
             texts: first (or only) text of each example.
             text_pairs: second text of each example, same length as ``texts``.
-            max_length: most tokens per example, special tokens included.
+            max_length: most tokens per example, special tokens included; ``None`` keeps every token.
+            truncation: one of :data:`TRUNCATIONS`.
+            head_tokens: ``k`` of ``head_tail``, below the budget; ``None`` for the paper's share.
         """
         num_special = 2 if text_pairs is None else 3
-        if max_length < num_special:
+        if max_length is not None and max_length < num_special:
             raise ConfigError(f"max_length={max_length} leaves no room for the {num_special} special tokens")
-        budget = max_length - num_special  # tokens left for the texts
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation={truncation!r}; expected one of {', '.join(TRUNCATIONS)}")
         firsts = self._wordpiece_ids(texts)
+        seconds = None if text_pairs is None else self._wordpiece_ids(text_pairs)
+        if seconds is not None and len(seconds) != len(firsts):
+            raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs")
+        budget = sys.maxsize if max_length is None else max_length - num_special  # tokens left for the texts
+        if head_tokens is not None and not 0 <= head_tokens < budget:
+            raise ConfigError(
+                f"head_tokens={head_tokens} must be at least 0 and below the {budget} text tokens "
+                f"max_length={max_length} leaves"
+            )
+        head_share = HEAD_TAIL_SHARE if head_tokens is None else head_tokens / budget
+
+        def cut(tokens: list[int], keep: int) -> list[int]:
+            """``keep`` tokens of a text, chosen by ``truncation``."""
+            if keep >= len(tokens) or truncation == "head":
+                return tokens[:keep]
+            head = 0 if truncation == "tail" else round(keep * head_share)
+            return tokens[:head] + tokens[len(tokens) - (keep - head) :]
+
         rows, first_segment_lengths, truncated = [], [], []
-        if text_pairs is None:
+        if seconds is None:
             for a in firsts:
                 truncated.append(len(a) > budget)
-                rows.append([self.cls_id, *a[:budget], self.sep_id])
+                rows.append([self.cls_id, *cut(a, budget), self.sep_id])
                 first_segment_lengths.append(len(rows[-1]))
         else:
-            if len(text_pairs) != len(texts):
-                raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs")
-            for a, b in zip(firsts, self._wordpiece_ids(text_pairs)):
+            for a, b in zip(firsts, seconds):
                 keep_a, keep_b = _longest_first(len(a), len(b), budget)
                 truncated.append(keep_a + keep_b < len(a) + len(b))
-                rows.append([self.cls_id, *a[:keep_a], self.sep_id, *b[:keep_b], self.sep_id])
+                rows.append([self.cls_id, *cut(a, keep_a), self.sep_id, *cut(b, keep_b), self.sep_id])
                 first_segment_lengths.append(keep_a + 2)
 
         lengths = np.array([len(row) for row in rows], dtype=np.int64)
@@ -189,6 +224,42 @@ class TextTokenizer:
         return EncodedTexts(
             ids=ids, type_ids=type_ids, offsets=offsets, truncated=np.array(truncated, dtype=bool)
         )
+
+    def token_id(self, token: str) -> int | None:
+        """The id of ``token`` (None if the vocabulary lacks it)."""
+        return self._tokenizer.token_to_id(token)
+
+    def id_to_token_table(self) -> list[str]:
+        """Every token by id, added tokens included: ``table[i]`` is the token of id ``i``."""
+        table = [""] * self.vocab_size
+        for token, i in self._tokenizer.get_vocab(with_added_tokens=True).items():
+            table[i] = token
+        return table
+
+    @property
+    def special_tokens(self) -> set[str]:
+        """Tokens that are never text: [PAD], [CLS], [SEP], [MASK], [UNK] and any added special token."""
+        added = self._tokenizer.get_added_tokens_decoder().values()
+        return {PAD, UNK, CLS, SEP, MASK} | {t.content for t in added if t.special}
+
+    def save_as_vocabulary(self, directory: str | os.PathLike) -> Path:
+        """Like :meth:`save`, with every added token written as an ordinary vocabulary entry.
+
+        The characters :meth:`extend_vocabulary` added become entries of the WordPiece vocabulary (in
+        ``tokenizer.json`` and in a ``vocab.txt`` for tools that read only that), at the ids they have
+        now; they also stay listed as added tokens, so text splits around them exactly as before and
+        every text encodes to the same ids. Returns the path of ``tokenizer.json``.
+        """
+        directory = Path(directory)
+        path = self.save(directory)
+        state = json.loads(path.read_text(encoding="utf-8"))
+        vocab = state["model"]["vocab"]
+        for token in state["added_tokens"]:
+            vocab.setdefault(token["content"], token["id"])
+        path.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
+        table = sorted(vocab, key=vocab.get)
+        (directory / "vocab.txt").write_text("".join(f"{t}\n" for t in table), encoding="utf-8")
+        return path
 
     def unk_rate(self, texts: Sequence[str]) -> float:
         """Fraction of the texts' tokens (special tokens not counted) that are ``[UNK]``; 0.0 if none."""

@@ -141,7 +141,8 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
         # (the loss weights go with the checkpoints: evaluating the run later scores the same loss)
         extra = {"base_model": str(model_dir), "vocab_size": tokenizer.vocab_size, "class_weights": weights}
         task = ClassificationTask(data, tokenizer.pad_id, cfg.data.pad_to_multiple,
-                                  augment_prob=cfg.data.augment_prob if cfg.data.augment != "none" else 0.0)  # fmt: skip
+                                  augment_prob=cfg.data.augment_prob if cfg.data.augment != "none" else 0.0,
+                                  window_pool=cfg.data.window_pool)  # fmt: skip
         result = fit(model, task, cfg.trainer, cfg.optim, run_dir, device, precision,
                      fingerprint(cfg, data, precision), resume=cfg.resume is not None, dist=dist, extra_state=extra)  # fmt: skip
         if result is not None and dist.is_main:

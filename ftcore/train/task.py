@@ -17,6 +17,7 @@ from torch import nn
 
 from ftcore.data.batching import collate, epoch_batches
 from ftcore.data.dataset import LabelSpace, Split, TaskData
+from ftcore.data.long_text import pool_windows
 from ftcore.data.tokenizer import EncodedTexts
 from ftcore.metrics import DEFAULT_METRIC, compute_metrics
 from ftcore.model.heads import SequenceClassifier
@@ -48,40 +49,43 @@ def predict(
     pad_id: int = 0,
     labels: np.ndarray | None = None,
     dist: DistInfo = SINGLE_PROCESS,
+    documents: np.ndarray | None = None,
+    window_pool: str = "mean",
 ) -> tuple[np.ndarray, float | None]:
     """Model outputs for every example, in example order, and the mean loss when ``labels`` are given.
 
     Outputs are class probabilities | label probabilities | predictions (see ``outputs_from_logits``).
-    Batches are sorted by length (little padding); under DDP each rank scores a share and all ranks
-    end with the same gathered result.
+    An example is one row of ``encoded``, or, when ``documents`` maps each row to its example (long
+    texts read as windows), the fp32 mean or max (``window_pool``) of its rows' logits: outputs, labels
+    and loss then count each example once. Batches are sorted by length (little padding); under DDP
+    each rank scores a share and all ranks end with the same gathered result.
     """
     was_training = model.training
     model.eval()
     batches = epoch_batches(
         encoded.lengths, batch_size, 0, 0, shuffle=False, world_size=dist.world_size, rank=dist.rank
     )
-    indices, outputs, loss_sum = [], [], torch.zeros((), device=device)
+    indices, logits = [], []
     for idx in batches:
-        batch = batch_to(collate(encoded, idx, labels, pad_id), device)
+        batch = batch_to(collate(encoded, idx, pad_id=pad_id), device)
         with autocast(device, precision):
-            logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        if labels is not None:
-            loss_sum += model.loss(logits, batch["labels"]) * len(idx)
+            logits.append(model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).float())
         indices.append(idx)
-        outputs.append(outputs_from_logits(model.problem, logits))
     local = (
         np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64),
-        torch.cat(outputs).cpu().numpy() if outputs else None,
-        loss_sum.item(),
+        torch.cat(logits).cpu().numpy() if logits else None,
     )
     gathered = gather_objects(local, dist)
     order = np.concatenate([g[0] for g in gathered])
     stacked = np.concatenate([g[1] for g in gathered if g[1] is not None])
-    result = np.empty_like(stacked)
-    result[order] = stacked
+    row_logits = np.empty_like(stacked)
+    row_logits[order] = stacked
+    logits = torch.from_numpy(row_logits).to(device)
+    if documents is not None:
+        logits = pool_windows(logits, documents, window_pool)
+    loss = None if labels is None else model.loss(logits, torch.as_tensor(labels, device=device)).item()
     model.train(was_training)
-    loss = sum(g[2] for g in gathered) / len(encoded) if labels is not None else None
-    return result, loss
+    return outputs_from_logits(model.problem, logits).cpu().numpy(), loss
 
 
 def evaluate(
@@ -93,9 +97,12 @@ def evaluate(
     precision: str,
     pad_id: int = 0,
     dist: DistInfo = SINGLE_PROCESS,
+    window_pool: str = "mean",
 ) -> tuple[dict, np.ndarray]:
-    """Metrics of ``split`` (see ``ftcore.metrics.compute_metrics``, plus its mean ``loss``) and the outputs."""
-    outputs, loss = predict(model, split.encoded, batch_size, device, precision, pad_id, split.labels, dist)
+    """Metrics of ``split`` (see ``ftcore.metrics.compute_metrics``, plus its mean ``loss``) and the outputs,
+    per example (windows pooled by ``window_pool``)."""
+    outputs, loss = predict(model, split.encoded, batch_size, device, precision, pad_id, split.labels, dist,
+                            documents=split.documents, window_pool=window_pool)  # fmt: skip
     metrics = compute_metrics(labels.problem, split.labels, outputs, num_classes=labels.num_labels)
     metrics["loss"] = loss
     return metrics, outputs
@@ -105,17 +112,20 @@ def evaluate(
 class ClassificationTask:
     """Sequence classification (single-label, multi-label, regression) over encoded splits.
 
-    ``augment_prob > 0`` applies token deletion/swap to training batches (see ``data.batching``).
+    ``augment_prob > 0`` applies token deletion/swap to training batches (see ``data.batching``). Long
+    texts read as windows train as one example per window, with the label of its text, and are scored
+    per text, their windows' logits pooled by ``window_pool`` (see ``data.long_text``).
     """
 
     data: TaskData
     pad_id: int = 0
     pad_to_multiple: int = 8
     augment_prob: float = 0.0
+    window_pool: str = "mean"
 
     @property
     def train_lengths(self) -> np.ndarray:
-        """(N,) token count of every training example."""
+        """(N,) token count of every training example (a window of a long text is an example)."""
         return self.data.splits["train"].encoded.lengths
 
     @property
@@ -125,9 +135,8 @@ class ClassificationTask:
     def train_batch(self, indices: np.ndarray, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
         """The training examples ``indices`` padded into one batch (augmented when configured)."""
         train = self.data.splits["train"]
-        return collate(
-            train.encoded, indices, train.labels, self.pad_id, self.pad_to_multiple, self.augment_prob, rng
-        )
+        return collate(train.encoded, indices, train.row_labels, self.pad_id, self.pad_to_multiple,
+                       self.augment_prob, rng)  # fmt: skip
 
     def forward(self, net: nn.Module, batch: dict) -> torch.Tensor:
         """Logits of ``batch``; ``net`` is the model as the loop calls it (DDP, compiled)."""
@@ -142,8 +151,6 @@ class ClassificationTask:
         dist: DistInfo = SINGLE_PROCESS,
     ) -> dict:  # fmt: skip
         """Metrics of the named split, with its mean ``loss``."""
-        split_data = self.data.splits[split]
-        metrics, _ = evaluate(
-            model, split_data, self.data.labels, batch_size, device, precision, self.pad_id, dist
-        )
+        metrics, _ = evaluate(model, self.data.splits[split], self.data.labels, batch_size, device, precision,
+                              self.pad_id, dist, window_pool=self.window_pool)  # fmt: skip
         return metrics
