@@ -35,7 +35,7 @@ SCALAR_METRICS = {
                     "precision_macro", "recall_macro", "roc_auc"),
     "regression": ("mse", "mae", "pearson"),
 }  # fmt: skip
-LOWER_IS_BETTER = ("loss", "mse", "mae")
+LOWER_IS_BETTER = ("loss", "mse", "mae", "perplexity")
 DEFAULT_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse"}
 
 

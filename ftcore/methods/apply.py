@@ -7,7 +7,8 @@
     prefix   learned keys/values in every layer (prefix.py)
     prompt   learned input embeddings (prompt.py)
 
-The classifier head always trains (it is new for every task); so do tokens added by vocabulary
+The head always trains (a classifier is new for every task; a masked-LM head's decoder is the word
+embedding table, which trains as the method says); so do tokens added by vocabulary
 extension (their embeddings start untrained) and, under frozen-base methods, BERT's pooler when the
 model pools with it, unless the config says otherwise.
 
@@ -27,15 +28,15 @@ from ftcore.errors import ConfigError
 from ftcore.methods.lora import LoRALinear, inject_lora
 from ftcore.methods.prefix import PrefixEncoder
 from ftcore.methods.prompt import SoftPrompt
-from ftcore.model.heads import SequenceClassifier
+from ftcore.model.heads import MaskedLM, SequenceClassifier
 
 
 def apply_method(
-    model: SequenceClassifier,
+    model: SequenceClassifier | MaskedLM,
     cfg: MethodConfig,
     prompt_init_ids: list[int] | None = None,
     max_length: int | None = None,
-) -> SequenceClassifier:
+) -> SequenceClassifier | MaskedLM:
     """Freeze / unfreeze ``model`` and add adapter layers in place for ``cfg.name``; returns the model.
 
     ``prompt_init_ids`` are the token ids of ``cfg.prompt_init_text`` (prompt tuning from text);
@@ -89,7 +90,7 @@ def apply_method(
 
     model.head.requires_grad_(True)
     lora_pooler = encoder.pooler is not None and isinstance(encoder.pooler.dense, LoRALinear)
-    if frozen_base and cfg.train_pooler and model.pooling == "pooler" and not lora_pooler:
+    if frozen_base and cfg.train_pooler and getattr(model, "pooling", None) == "pooler" and not lora_pooler:
         encoder.pooler.requires_grad_(True)  # (a LoRA-wrapped pooler trains through its adapter instead)
     if encoder.embeddings.added is not None and cfg.train_added_tokens:
         encoder.embeddings.added.requires_grad_(True)

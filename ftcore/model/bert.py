@@ -26,7 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftcore.errors import ConfigError
-from ftcore.model.checkpoint_io import load_state_strict, read_config, read_hf_checkpoint, save_bert
+from ftcore.model.checkpoint_io import (
+    ADDED_VOCAB_KEY,
+    load_state_strict,
+    read_config,
+    read_hf_checkpoint,
+    save_bert,
+)
 from ftcore.model.ops import Dropout, attention, check_dropout
 
 ACTIVATIONS = {
@@ -417,6 +423,29 @@ class BertModel(nn.Module):
         emb.added.weight.copy_(rows)
         self.config.vocab_size += n
 
+    @torch.no_grad()
+    def split_vocabulary(self, start: int | None) -> None:
+        """Move the word-embedding rows from id ``start`` on into the added-token table.
+
+        A checkpoint written after vocabulary extension (e.g. by masked-LM pretraining) records where its
+        added tokens start (``ftcore_added_vocab_start`` in config.json); splitting them off again keeps
+        them trainable under frozen-base methods, as they were when they were added. None: nothing to do.
+        """
+        emb = self.embeddings
+        n = emb.word.num_embeddings
+        if start is None or emb.added is not None or start == n:
+            return
+        if not 0 < start < n:
+            raise ConfigError(f"{ADDED_VOCAB_KEY}={start} must be within the vocabulary of {n} tokens")
+        weight = emb.word.weight
+        emb.word = nn.Embedding(start, weight.shape[1], padding_idx=emb.word.padding_idx,
+                                device=weight.device, dtype=weight.dtype)  # fmt: skip
+        emb.word.weight.copy_(weight[:start])
+        emb.added = nn.Embedding(n - start, weight.shape[1], device=weight.device, dtype=weight.dtype)
+        emb.added.weight.copy_(weight[start:])
+        emb.word.weight.requires_grad_(weight.requires_grad)
+        emb.added.weight.requires_grad_(weight.requires_grad)
+
     @property
     def num_added_tokens(self) -> int:
         return 0 if self.embeddings.added is None else self.embeddings.added.num_embeddings
@@ -435,12 +464,15 @@ class BertModel(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype = torch.float32,
                         allow_pickle: bool = False) -> BertModel:  # fmt: skip
         """Load an HF-format directory (config.json + model.safetensors, with or without the ``bert.``
-        prefix; classifier and pre-training heads in the file are ignored). Pickled
+        prefix; classifier and pre-training heads in the file are ignored; rows of a grown vocabulary
+        become the added-token table again, see :meth:`split_vocabulary`). Pickled
         ``pytorch_model.bin`` weights are read only with ``allow_pickle=True``."""
         config, state, _, source = read_hf_checkpoint(path, allow_pickle)
-        return cls.from_state(
+        model = cls.from_state(
             BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
         )
+        model.split_vocabulary(config.get(ADDED_VOCAB_KEY))
+        return model
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write an HF-format directory that ``from_pretrained`` (ours or transformers') reads back."""

@@ -6,7 +6,8 @@ HF names are mapped to ours with one table, used in both directions:
     encoder.layer.3.attention.self.query.weight  <->  layers.3.attention.query.weight
 
 Loading is strict: every tensor the model needs must be present with the right shape, and anything
-left over is reported (MLM/NSP pre-training heads and the ``position_ids`` buffer are ignored). Weights
+left over is reported (the next-sentence head and the ``position_ids`` buffer are ignored; the masked-LM
+head ``cls.predictions.*`` is passed on to whoever reads it, ``MaskedLM``). Weights
 are read from safetensors only; pickled ``pytorch_model.bin`` files need ``allow_pickle=True`` and are
 then read with ``torch.load(weights_only=True)``.
 """
@@ -41,7 +42,17 @@ NAME_TABLE = [
     ("encoder.layer.{i}.output.LayerNorm.{p}", "layers.{i}.ffn_norm.{p}"),
     ("pooler.dense.{p}", "pooler.dense.{p}"),
 ]
-IGNORED_HF_PREFIXES = ("cls.", "embeddings.position_ids")  # pre-training heads, a non-weight buffer
+# BERT's masked-LM head (``cls.predictions.decoder`` is tied to the word embeddings and not stored)
+MLM_HEAD_TABLE = [
+    ("cls.predictions.transform.dense.{p}", "head.dense.{p}"),
+    ("cls.predictions.transform.LayerNorm.{p}", "head.norm.{p}"),
+    ("cls.predictions.bias", "head.bias"),
+]
+# the next-sentence head, the tied decoder's copies, a non-weight buffer
+IGNORED_HF_PREFIXES = ("cls.seq_relationship.", "cls.predictions.decoder.", "embeddings.position_ids")
+# config.json key of a vocabulary grown by ftcore: ids from here on are added tokens (``embeddings.added``)
+# that train under frozen-base methods; transformers reads the key as an ordinary attribute
+ADDED_VOCAB_KEY = "ftcore_added_vocab_start"
 HF_PROBLEM_TYPES = {
     "single_label": "single_label_classification",
     "multi_label": "multi_label_classification",
@@ -129,7 +140,8 @@ def _short(names: list[str], limit: int = 8) -> str:
 def split_hf_state(
     state: dict[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
-    """HF state -> (encoder tensors under ftcore names, other top-level tensors e.g. ``classifier.*``, unknown)."""
+    """HF state -> (encoder tensors under ftcore names, other top-level tensors (``classifier.*``,
+    ``cls.predictions.*``), unknown names)."""
     encoder, other, unknown = {}, {}, []
     for name, tensor in state.items():
         bare = name[len("bert.") :] if name.startswith("bert.") else name
@@ -138,7 +150,7 @@ def split_hf_state(
         ours = hf_to_ftcore_name(bare)
         if ours is not None:
             encoder[ours] = tensor
-        elif name.startswith("classifier."):
+        elif name.startswith(("classifier.", "cls.predictions.")):
             other[name] = tensor
         else:
             unknown.append(name)
@@ -228,7 +240,40 @@ def save_bert(model: torch.nn.Module, path: str | os.PathLike) -> None:
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     save_safetensors(_hf_encoder_state(model), root / WEIGHTS, metadata={"format": "pt"})
-    save_json({"architectures": ["BertModel"], **model.config.to_dict()}, root / "config.json")
+    save_json({"architectures": ["BertModel"], **_hf_config(model)}, root / "config.json")
+
+
+def _hf_config(encoder: torch.nn.Module) -> dict:
+    """The encoder's config.json entries, with where its added tokens start when it has any."""
+    config = encoder.config.to_dict()
+    if encoder.num_added_tokens:
+        config[ADDED_VOCAB_KEY] = encoder.embeddings.word.num_embeddings
+    return config
+
+
+def mlm_head_from_hf(other: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``cls.predictions.*`` tensors of a checkpoint under ftcore names (``head.*``); empty if none."""
+    table = [(_compile(hf), ours) for hf, ours in MLM_HEAD_TABLE]
+    found = {}
+    for name, tensor in other.items():
+        ours = _translate(name, table)
+        if ours is not None:
+            found[ours.removeprefix("head.")] = tensor
+    return found
+
+
+def export_masked_lm(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Write a ``MaskedLM`` as an HF ``BertForMaskedLM`` directory (config.json + model.safetensors):
+    ``bert.*`` (pooler included when the encoder has one, so ``BertForSequenceClassification`` starts
+    from it) and ``cls.predictions.*``; the decoder is the word-embedding table, as in BERT."""
+    state = {"bert." + k: v for k, v in _hf_encoder_state(model.encoder).items()}
+    table = [(_compile(ours), hf) for hf, ours in MLM_HEAD_TABLE]
+    for name, tensor in model.head.state_dict().items():
+        state[_translate("head." + name, table)] = tensor
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    save_safetensors(state, root / WEIGHTS, metadata={"format": "pt"})
+    save_json({"architectures": ["BertForMaskedLM"], **_hf_config(model.encoder)}, root / "config.json")
 
 
 def export_hf(
@@ -249,7 +294,7 @@ def export_hf(
     labels = id2label or {i: f"LABEL_{i}" for i in range(model.num_labels)}
     config = {
         "architectures": ["BertForSequenceClassification"],
-        **model.encoder.config.to_dict(),
+        **_hf_config(model.encoder),
         "classifier_dropout": model.classifier_dropout,
         "problem_type": HF_PROBLEM_TYPES[model.problem],
         "id2label": {str(i): str(name) for i, name in labels.items()},

@@ -1,4 +1,4 @@
-"""Classification heads on top of the encoder.
+"""Heads on top of the encoder: classification, and BERT's masked-LM head for continued pretraining.
 
     hidden (B, L, H) ─► pooling (cls | pooler | mean) ─► Dropout ─► Linear(H, num_labels) ─► logits
 
@@ -18,8 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftcore.errors import ConfigError
-from ftcore.model.bert import BertConfig, BertModel
-from ftcore.model.checkpoint_io import load_state_strict, read_hf_checkpoint
+from ftcore.model.bert import ACTIVATIONS, BertConfig, BertModel, Embeddings
+from ftcore.model.checkpoint_io import (
+    ADDED_VOCAB_KEY,
+    export_masked_lm,
+    load_state_strict,
+    mlm_head_from_hf,
+    read_hf_checkpoint,
+)
 from ftcore.model.ops import Dropout
 
 POOLINGS = ("cls", "pooler", "mean")
@@ -164,9 +170,105 @@ class SequenceClassifier(nn.Module):
         encoder = BertModel.from_state(
             BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
         )
+        encoder.split_vocabulary(config.get(ADDED_VOCAB_KEY))
         model = cls(encoder, num_labels, problem, pooling, **head_kwargs)
-        head = {k.removeprefix("classifier."): v for k, v in other.items()}
+        head = {k.removeprefix("classifier."): v for k, v in other.items() if k.startswith("classifier.")}
         expected = model.head.classifier.state_dict()
         if head and all(head.get(k) is not None and head[k].shape == v.shape for k, v in expected.items()):
             load_state_strict(model.head.classifier, head, source, dtype)
         return model.to(dtype)
+
+
+class MaskedLMHead(nn.Module):
+    """BERT's masked-LM head: a transform (dense, activation, LayerNorm), then scores over the vocabulary
+    from the word-embedding table itself (the decoder is tied to the input embeddings, added tokens
+    included) plus an output bias per token.
+    """
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.act = ACTIVATIONS[cfg.hidden_act]
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+    def forward(self, hidden: torch.Tensor, embeddings: Embeddings) -> torch.Tensor:
+        """(..., H) hidden states -> (..., vocab_size) token scores."""
+        h = self.norm(self.act(self.dense(hidden)))
+        decoder = embeddings.word.weight
+        if embeddings.added is not None:
+            decoder = torch.cat([decoder, embeddings.added.weight])
+        return F.linear(h, decoder, self.bias)
+
+
+class MaskedLM(nn.Module):
+    """Encoder + masked-LM head: ``forward`` scores the vocabulary at every position, or only at
+    ``positions`` (a (B, L) bool mask, e.g. the masked tokens), which skips the vocabulary-wide matmul
+    for the ~85% of positions that have no target.
+
+    The pooler, if the encoder has one, is kept untouched (frozen) so that a sequence classifier
+    fine-tuned from the result starts from it.
+    """
+
+    def __init__(self, encoder: BertModel, head: MaskedLMHead | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head if head is not None else MaskedLMHead(encoder.config)
+        if head is None:
+            encoder._init_weights(self.head.dense)
+        if encoder.pooler is not None:
+            encoder.pooler.requires_grad_(False)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, L, V), or (N, V) for the N positions where ``positions`` is True (row-major order)."""
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+        if positions is not None:
+            hidden = hidden[positions]
+        return self.head(hidden, self.encoder.embeddings)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the targets; ``labels`` (N,) or (B, L) with -100 where there is none."""
+        return F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+        )
+
+    @torch.no_grad()
+    def add_tokens(self, n: int, init: str = "mean") -> None:
+        """Grow the vocabulary by ``n`` ids (see ``BertModel.add_tokens``); their output bias starts at the
+        mean bias, so a new token is neither favoured nor ruled out before it has been seen."""
+        if n <= 0:
+            return
+        self.encoder.add_tokens(n, init)
+        bias = self.head.bias
+        self.head.bias = nn.Parameter(
+            torch.cat([bias, bias.mean().expand(n)]), requires_grad=bias.requires_grad
+        )
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                        allow_pickle: bool = False) -> MaskedLM:  # fmt: skip
+        """Encoder from an HF-format directory, with the masked-LM head ``cls.predictions.*`` when the
+        file has it (checked strictly) and a freshly initialised one otherwise."""
+        config, state, other, source = read_hf_checkpoint(path, allow_pickle)
+        encoder = BertModel.from_state(
+            BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
+        )
+        head_state = mlm_head_from_hf(other)
+        head = None
+        if head_state:
+            with torch.device("meta"):
+                head = MaskedLMHead(encoder.config)
+            load_state_strict(head, head_state, source + " (cls.predictions)", dtype)
+        model = cls(encoder, head)
+        encoder.split_vocabulary(config.get(ADDED_VOCAB_KEY))
+        return model.to(dtype)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write an HF ``BertForMaskedLM`` directory (see ``checkpoint_io.export_masked_lm``)."""
+        export_masked_lm(self, path)

@@ -1,0 +1,297 @@
+"""Continued (domain-adaptive) masked-LM pretraining: config -> text -> MaskedLM -> ``fit`` -> ``<run>/model``.
+
+Gururangan et al. (2020, "Don't Stop Pretraining") continue BERT's masked-LM objective on unlabelled
+text of the task's domain before fine-tuning. Here it runs through the same loop as fine-tuning
+(``fit``: precision, accumulation, checkpoints, bit-exact resume, DDP, TensorBoard); only the task
+differs: :class:`MaskedLMTask` masks every training batch afresh (``ftcore/data/masking.py``) and scores
+held-out text by masked-token accuracy and perplexity.
+
+The run directory holds what ``train.py`` leaves (``.hydra/``, ``tokenizer/``, ``checkpoints/``,
+``metrics.json``, ``tb/``, ``train.log``) and ``model/``: the best weights as an HF ``BertForMaskedLM``
+directory, vocabulary grown by the added characters (ordinary entries of ``vocab.txt`` and
+``tokenizer.json``), which ``train.py model.path=<run>/model`` fine-tunes. Its config.json says where the
+added rows start, so frozen-base methods keep training them (see ``BertModel.split_vocabulary``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ftcore.config import CorpusConfig, DataConfig, MaskingConfig, PretrainConfig, TextSource
+from ftcore.data.batching import collate, epoch_batches
+from ftcore.data.dataset import read_splits, stratified_split
+from ftcore.data.masking import IGNORE, MaskingVocabulary, mask_tokens
+from ftcore.data.sources import read_peoples_daily, read_texts
+from ftcore.data.tokenizer import MASK, EncodedTexts, TextTokenizer
+from ftcore.errors import ConfigError, DataError
+from ftcore.files import save_json
+from ftcore.methods import apply_method, trainable_report
+from ftcore.methods.lora import merge_lora
+from ftcore.model import MaskedLM
+from ftcore.train.distributed import (
+    SINGLE_PROCESS,
+    DistInfo,
+    barrier,
+    gather_objects,
+    init_distributed,
+    shutdown,
+)
+from ftcore.train.experiment import COSMETIC_TRAINER_KEYS, seed_everything
+from ftcore.train.logging import attach_log_file, log
+from ftcore.train.loop import fit
+from ftcore.train.precision import autocast, resolve_device, resolve_precision
+from ftcore.train.task import batch_to
+
+CORPUS_SPLITS = ("train", "validation", "test")
+
+
+# ---------------------------------------------------------------------------------------------------
+# text
+
+
+def source_texts(source: TextSource) -> tuple[list[str], str]:
+    """The texts of one source and how messages name it."""
+    if source.name == "reviews":
+        splits, _, _ = read_splits(DataConfig(name="reviews"))  # train.py's default split of the corpus
+        return [e.text for e in splits["train"]], "reviews (training split)"
+    if source.name == "peoples_daily":
+        return ["".join(word for word, _ in words) for _, words in read_peoples_daily()], "peoples_daily"
+    return [text for _, text in read_texts(source.file, source.name, source.text_field)], str(source.file)
+
+
+def read_corpus(cfg: CorpusConfig) -> tuple[dict[str, list[str]], dict]:
+    """The train / validation / test texts of the mix, and counts to log.
+
+    Each source is cut on its own (so a source's weight never moves its texts between parts); its train
+    part then appears ``weight`` times, the fraction beyond whole repeats as a fixed random subset.
+    """
+    parts: dict[str, list[str]] = {split: [] for split in CORPUS_SPLITS}
+    stats: dict = {}
+    for i, source in enumerate(cfg.sources):
+        texts, name = source_texts(source)
+        texts = list(dict.fromkeys(t.strip() for t in texts if t.strip()))  # exact repeats once
+        fractions = [
+            min(f, cfg.max_eval_texts / len(texts)) for f in (cfg.validation_fraction, cfg.test_fraction)
+        ]
+        train, validation, test = stratified_split(None, len(texts), fractions, cfg.split_seed + i)
+        if len(train) == 0:
+            raise DataError(name, "no text left for training after the validation and test parts")
+        rng = np.random.default_rng([cfg.split_seed, i])
+        whole, fraction = divmod(source.weight, 1.0)
+        extra = rng.choice(train, int(round(fraction * len(train))), replace=False)
+        weighted = np.concatenate([np.tile(train, int(whole)), np.sort(extra)])
+        parts["train"] += [texts[j] for j in weighted]
+        parts["validation"] += [texts[j] for j in validation]
+        parts["test"] += [texts[j] for j in test]
+        stats[f"{i}:{name}"] = {"texts": len(texts), "train": len(weighted), "validation": len(validation),
+                                "test": len(test), "weight": source.weight}  # fmt: skip
+    for split in ("validation", "test"):
+        if not parts[split]:
+            raise ConfigError(f"corpus.{split}_fraction leaves no held-out text; raise it")
+    return parts, stats
+
+
+# ---------------------------------------------------------------------------------------------------
+# the task
+
+
+def masking_vocabulary(tokenizer: TextTokenizer) -> MaskingVocabulary:
+    """Which ids masking may touch: every id but special tokens; ``##`` pieces continue words."""
+    tokens = tokenizer.id_to_token_table()
+    mask_id = tokenizer.token_id(MASK)
+    if mask_id is None:
+        raise ConfigError(f"the tokenizer has no {MASK} token; masked-LM pretraining needs one")
+    specials = tokenizer.special_tokens
+    special = np.array([t in specials for t in tokens])
+    continues = np.array([t.startswith("##") for t in tokens])
+    return MaskingVocabulary(mask_id, special, continues)
+
+
+@dataclass
+class MaskedLMTask:
+    """Masked-LM over encoded text splits, in the shape the loop asks of a task (see ``task.py``).
+
+    Training batches are masked afresh from the loop's generator; held-out splits are masked once, from a
+    generator of their own, so every evaluation scores the same targets.
+    """
+
+    splits: dict[str, EncodedTexts]
+    vocab: MaskingVocabulary
+    masking: MaskingConfig
+    seed: int
+    pad_id: int = 0
+    pad_to_multiple: int = 8
+
+    default_metric = "loss"
+
+    @property
+    def train_lengths(self) -> np.ndarray:
+        return self.splits["train"].lengths
+
+    def mask(self, batch: dict, rng: np.random.Generator) -> dict:
+        m = self.masking
+        inputs, labels = mask_tokens(batch["input_ids"].numpy(), self.vocab, rng, m.probability,
+                                     m.mask_fraction, m.random_fraction, m.whole_word)  # fmt: skip
+        return {**batch, "input_ids": torch.from_numpy(inputs), "labels": torch.from_numpy(labels)}
+
+    def train_batch(self, indices: np.ndarray, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+        batch = collate(self.splits["train"], indices, None, self.pad_id, self.pad_to_multiple)
+        return self.mask(batch, rng)
+
+    def forward(self, net: nn.Module, batch: dict) -> torch.Tensor:
+        """Scores (N, V) at the N target positions only."""
+        return net(
+            batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["labels"] != IGNORE
+        )
+
+    def loss(self, model: MaskedLM, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        labels = batch["labels"]
+        return model.loss(logits, labels[labels != IGNORE])
+
+    @torch.inference_mode()
+    def evaluate(self, model: MaskedLM, split: str, batch_size: int, device: torch.device, precision: str,
+                 dist: DistInfo = SINGLE_PROCESS) -> dict:  # fmt: skip
+        """``loss`` (mean cross-entropy per target), ``perplexity`` (its exp) and ``masked_accuracy``."""
+        was_training = model.training
+        model.eval()
+        encoded = self.splits[split]
+        batches = epoch_batches(encoded.lengths, batch_size, 0, 0, shuffle=False,
+                                world_size=dist.world_size, rank=dist.rank)  # fmt: skip
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        targets = 0
+        for idx in batches:
+            # the same targets at every evaluation: each batch is masked from its first example's index
+            rng = np.random.default_rng([self.seed, CORPUS_SPLITS.index(split), int(idx[0])])
+            batch = batch_to(self.mask(collate(encoded, idx, None, self.pad_id), rng), device)
+            with autocast(device, precision):
+                logits = self.forward(model, batch)
+            labels = batch["labels"][batch["labels"] != IGNORE]
+            loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").double()
+            correct += (logits.argmax(-1) == labels).sum()
+            targets += len(labels)
+        model.train(was_training)
+        gathered = gather_objects((loss_sum.item(), correct.item(), targets), dist)
+        loss_total, correct_total, count = (sum(g[k] for g in gathered) for k in range(3))
+        loss = loss_total / max(count, 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
+                "masked_accuracy": correct_total / max(count, 1), "targets": count}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# the run
+
+
+def fingerprint(cfg: PretrainConfig, train: EncodedTexts, precision: str) -> dict:
+    """What a checkpoint must agree with to be resumed (as ``experiment.fingerprint`` for fine-tuning)."""
+    d = dataclasses.asdict(cfg)
+    d.pop("resume")
+    for key in COSMETIC_TRAINER_KEYS:
+        d["trainer"].pop(key)
+    digest = hashlib.sha256()
+    for array in (train.ids, train.offsets):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    d["resolved"] = {"precision": precision, "train_texts": len(train), "train_sha256": digest.hexdigest()}
+    return d
+
+
+def build_masked_lm(cfg: PretrainConfig, model_dir: Path, tokenizer: TextTokenizer) -> MaskedLM:
+    """Pretrained encoder (+ its masked-LM head when the checkpoint has one), vocabulary grown to the
+    tokenizer's, method applied; the pooler stays frozen (masked-LM gives it no gradient)."""
+    model = MaskedLM.from_pretrained(model_dir)
+    model.add_tokens(tokenizer.vocab_size - model.encoder.config.vocab_size, cfg.model.extend_vocab_init)
+    apply_method(model, cfg.method, max_length=cfg.corpus.max_length)
+    if model.encoder.pooler is not None:
+        model.encoder.pooler.requires_grad_(False)
+    return model
+
+
+def save_model_dir(model: MaskedLM, tokenizer: TextTokenizer, path: Path) -> None:
+    """``path`` as an HF-format BertForMaskedLM directory with the tokenizer; written to a temporary
+    sibling first and renamed, so a ``model/`` that exists is complete."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merge_lora(model)
+    model.save_pretrained(tmp)
+    tokenizer.save_as_vocabulary(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def pretrain(cfg: PretrainConfig, run_dir: str | Path) -> dict | None:
+    """Run one masked-LM pretraining job into ``run_dir``; returns metrics.json's content (None if
+    interrupted)."""
+    run_dir = Path(run_dir)
+    cfg.validate()
+    if cfg.resume is not None:
+        if not (Path(cfg.resume) / "checkpoints").is_dir():
+            raise ConfigError(f"resume={cfg.resume}: not a run directory with checkpoints/ to continue from")
+        if Path(cfg.resume).resolve() != run_dir.resolve():
+            raise ConfigError(f"resume={cfg.resume} continues in its own directory, not in {run_dir}")
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    dist, device = init_distributed(resolve_device(cfg.trainer.device))
+    if not dist.is_main:
+        log.setLevel(logging.ERROR)
+    try:
+        precision = resolve_precision(cfg.trainer.precision, device)
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            attach_log_file(run_dir)
+        seed_everything(cfg.trainer.seed)
+        model_dir = cfg.model.resolve_path()
+        tokenizer = TextTokenizer.from_dir(model_dir, lowercase=cfg.corpus.lowercase)
+        texts, stats = read_corpus(cfg.corpus)
+        if cfg.model.extend_vocab:
+            before = tokenizer.unk_rate(texts["train"][:2000])
+            added = tokenizer.extend_vocabulary(
+                texts["train"], cfg.model.extend_vocab_min_freq, cfg.model.extend_vocab_max_new
+            )
+            if dist.is_main:
+                log.info("vocabulary extended by %d tokens: [UNK] rate %.1f%% -> %.1f%%", len(added), 100 * before,
+                         100 * tokenizer.unk_rate(texts["train"][:2000]))  # fmt: skip
+        splits = {
+            name: tokenizer.encode_batch(texts[name], max_length=cfg.corpus.max_length)
+            for name in CORPUS_SPLITS
+        }
+        stats["truncated"] = {name: e.num_truncated for name, e in splits.items()}
+        stats["tokens"] = {name: int(e.lengths.sum()) for name, e in splits.items()}
+        if dist.is_main:
+            log.info("corpus: %s", json.dumps(stats, ensure_ascii=False))
+        model = build_masked_lm(cfg, model_dir, tokenizer)
+        if dist.enabled:
+            torch.manual_seed(cfg.trainer.seed + 1000 * dist.rank)
+        if dist.is_main:
+            log.info("model: %s + masked-LM head; %s", model_dir, trainable_report(model))
+            tokenizer.save(run_dir / "tokenizer")
+        task = MaskedLMTask(splits, masking_vocabulary(tokenizer), cfg.mlm, cfg.trainer.seed, tokenizer.pad_id,
+                            cfg.corpus.pad_to_multiple)  # fmt: skip
+        extra = {"base_model": str(model_dir), "vocab_size": tokenizer.vocab_size}
+        before_training = task.evaluate(
+            model.to(device), "validation", cfg.trainer.eval_batch_size, device, precision, dist
+        )
+        result = fit(model, task, cfg.trainer, cfg.optim, run_dir, device, precision,
+                     fingerprint(cfg, splits["train"], precision), resume=cfg.resume is not None, dist=dist,
+                     extra_state=extra)  # fmt: skip
+        if result is not None and dist.is_main:
+            result["val_before"] = before_training
+            save_model_dir(model.cpu(), tokenizer, run_dir / "model")
+            save_json(result, run_dir / "metrics.json")
+            log.info("masked-token accuracy %.4f -> %.4f (validation), %.4f (test); model in %s",
+                     before_training["masked_accuracy"], result["val"]["masked_accuracy"],
+                     result["test"]["masked_accuracy"], run_dir / "model")  # fmt: skip
+        barrier(dist)
+        return result
+    finally:
+        shutdown(dist)
