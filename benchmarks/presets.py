@@ -2,8 +2,13 @@
 
     python benchmarks/presets.py lora --json lora.json                               # README's command
     python benchmarks/presets.py full freeze bitfit lora dora prefix prompt trainer.epochs=1 --json presets.json
+    python benchmarks/presets.py lora full --pretrain corpus=reviews --json path.json   # pretrain, then each
 
-Arguments with ``=`` are overrides given to every run. Each preset runs as its own ``train.py`` process
+Arguments with ``=`` are overrides given to every run. ``--pretrain "<overrides>"`` first runs
+``scripts/pretrain.py`` with those overrides (once) and fine-tunes every preset from its ``model/``; each
+record then carries the pretraining run's wall time, corpus and masked-token accuracy before/after.
+
+Each preset runs as its own ``train.py`` process
 (into a temporary run directory, or ``--work-dir``); its record holds the validation and test metrics of
 ``metrics.json``, training throughput, what ``train.log`` says of the data (corpus cleaning, split
 counts, truncation, the [UNK] rate before and after vocabulary extension) and the trainable-parameter
@@ -73,19 +78,54 @@ def run_preset(preset: str, overrides: list[str], run_dir: Path) -> dict:
     }
 
 
+def run_pretraining(overrides: list[str], run_dir: Path) -> dict:
+    """``scripts/pretrain.py`` with ``overrides`` into ``run_dir``: what its record says of it."""
+    command = [sys.executable, str(ROOT / "scripts" / "pretrain.py"), *overrides, "trainer.progress=false",
+               f"hydra.run.dir={run_dir}"]  # fmt: skip
+    start = time.perf_counter()
+    child = subprocess.Popen(command, cwd=ROOT)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        fail(f"pretraining ({' '.join(overrides)}) failed (exit {os.waitstatus_to_exitcode(status)})")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    log = (run_dir / "train.log").read_text(encoding="utf-8")
+    return {
+        "overrides": overrides,
+        "corpus": json.loads(re.search(r"corpus: (\{.*\})$", log, re.M).group(1)),
+        "steps": metrics["steps"],
+        "masked_accuracy_before": metrics["val_before"]["masked_accuracy"],
+        "val": {k: metrics["val"][k] for k in ("masked_accuracy", "perplexity", "loss")},
+        "test": {k: metrics["test"][k] for k in ("masked_accuracy", "perplexity", "loss")},
+        "train_samples_per_s": metrics["train_samples_per_s"],
+        "wall_seconds": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="preset names (conf/exp/), then key=value overrides for all")
     parser.add_argument("--json", type=Path, help="append one record per preset to this JSON list")
     parser.add_argument("--work-dir", type=Path, help="where run directories go (default: a temp dir)")
+    parser.add_argument("--pretrain", metavar="OVERRIDES", help="pretrain.py overrides (space-separated); "
+                        "the presets then fine-tune its model")  # fmt: skip
     args = parser.parse_args(argv)
     presets = [r for r in args.runs if "=" not in r]
     overrides = [r for r in args.runs if "=" in r]
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
+        pretraining = None
+        if args.pretrain is not None:
+            pretraining = run_pretraining(args.pretrain.split(), work / "pretrain")
+            print(f"pretraining: masked-token accuracy {pretraining['masked_accuracy_before']:.4f} -> "
+                  f"{pretraining['val']['masked_accuracy']:.4f}, {pretraining['wall_seconds'] / 60:.1f} min", flush=True)  # fmt: skip
         for preset in presets:
-            record = run_preset(preset, overrides, work / preset)
+            extra = [] if pretraining is None else [f"model.path={work / 'pretrain' / 'model'}"]
+            record = run_preset(preset, overrides + extra, work / preset)
+            record["overrides"] = overrides  # (the model path is a temporary directory)
+            record["pretraining"] = pretraining
             print(f"{preset}: test accuracy {record['test']['accuracy']:.4f}, val {record['val']['accuracy']:.4f}, "
                   f"{record['train_samples_per_s']:.1f} samples/s, {record['wall_seconds'] / 60:.1f} min", flush=True)  # fmt: skip
             records.append(record)

@@ -115,19 +115,27 @@ def epoch_table(records: list[dict]) -> list[str]:
 
 def preset_table(records: list[dict], baselines: list[dict]) -> list[str]:
     """One row per preset run, in file order; the classical baseline on the same split under it."""
-    lines = [
-        "| preset | overrides | trainable parameters | val accuracy | test accuracy | test macro F1 | test ROC-AUC "
-        "| train samples/s | wall time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    pretrained = any(r.get("pretraining") for r in records)
+    head = "| preset | overrides | trainable parameters | val accuracy | test accuracy | test macro F1 | test ROC-AUC "
+    head += "| train samples/s | wall time |"
+    if pretrained:  # masked-LM pretraining first: what it read, what it reached, and the whole path's time
+        head += " pretraining | masked-token accuracy | pretraining wall time | total wall time |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in records:
         share = 100 * r["trainable_parameters"] / r["total_parameters"]
-        lines.append(
+        row = (
             f"| {r['preset']} | {' '.join(r['overrides'])} | {r['trainable_parameters']:,} ({share:.3g}%) "
             f"| {r['val']['accuracy']:.4f} | {r['test']['accuracy']:.4f} | {r['test']['f1_macro']:.4f} "
             f"| {_fmt(r['test'].get('roc_auc'), '.4f')} | {r['train_samples_per_s']:.1f} "
             f"| {r['wall_seconds'] / 60:.1f} min |"
         )
+        if pretrained:
+            p = r.get("pretraining")
+            row += (" none | | | " + f"{r['wall_seconds'] / 60:.1f} min |" if p is None else
+                    f" {' '.join(p['overrides']) or 'defaults'} | {p['masked_accuracy_before']:.3f} → "
+                    f"{p['test']['masked_accuracy']:.3f} | {p['wall_seconds'] / 60:.1f} min "
+                    f"| {(p['wall_seconds'] + r['wall_seconds']) / 60:.1f} min |")  # fmt: skip
+        lines.append(row)
     for b in baselines:
         lines += ["", f"Classical baseline on the same split: {b['baseline']} (C={b['C']:g}, picked on validation): "
                       f"val accuracy {b['val_accuracy']:.4f}, test accuracy {b['test_accuracy']:.4f}."]  # fmt: skip

@@ -85,6 +85,14 @@ def check_overrides(argv: list[str], config_name: str = "config") -> None:
                 fail(str(e))
 
 
+def resume_in_place(argv: list[str]) -> None:
+    """``resume=<run dir>`` continues the run in the directory it came from: point Hydra's run directory
+    there (unless the command sets it)."""
+    resume = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("resume=")), None)
+    if resume and not any(a.startswith("hydra.run.dir=") for a in argv):
+        argv.append(f"hydra.run.dir={resume}")
+
+
 def to_config(cfg: DictConfig) -> Config:
     """The composed DictConfig as the typed :class:`Config` dataclass (``???`` values must be set)."""
     from omegaconf.errors import MissingMandatoryValue

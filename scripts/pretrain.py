@@ -22,7 +22,5 @@ def task(cfg) -> float:
 
 
 if __name__ == "__main__":
-    resume = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("resume=")), None)
-    if resume and not any(a.startswith("hydra.run.dir=") for a in sys.argv):
-        sys.argv.append(f"hydra.run.dir={resume}")
+    cli.resume_in_place(sys.argv)  # a resumed run continues in the directory it came from
     cli.main(task, config_name="pretrain")

@@ -303,3 +303,18 @@ def test_sigkill_then_resume_is_bit_identical(tiny_model_dir, corpus_file, tmp_p
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), which
     a, b = (load_file(d / "model" / "model.safetensors") for d in (out, reference))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_torchrun_pretraining_trains_and_writes_one_model(tiny_model_dir, corpus_file, tmp_path):
+    out = tmp_path / "ddp"
+    args = pretrain_args(tiny_model_dir, corpus_file, "trainer.epochs=2", "trainer.batch_size=8")
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(REPO / "scripts" / "pretrain.py"), *args, f"hydra.run.dir={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["val"]["loss"] < metrics["val_before"]["loss"]
+    assert MaskedLM.from_pretrained(out / "model").encoder.num_added_tokens > 0
+    assert not (out / "model.tmp").exists()

@@ -12,17 +12,19 @@ The run directory holds everything needed to use the model later without the ori
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ftcore.config import Config
+from ftcore.config import Config, ModelConfig, PretrainConfig
 from ftcore.data.dataset import LabelSpace, TaskData, build_task_data, read_splits
 from ftcore.data.tokenizer import TextTokenizer
 from ftcore.errors import CheckpointError, ConfigError
@@ -88,29 +90,21 @@ def build_model(
     return apply_method(model, cfg.method, prompt_init_ids=prompt_ids, max_length=cfg.data.max_length)
 
 
-def prepare(cfg: Config, dist: DistInfo) -> tuple[TextTokenizer, TaskData, Path]:
-    """Tokenizer (extended when asked) and encoded data of a run."""
-    model_dir = cfg.model.resolve_path()
-    tokenizer = TextTokenizer.from_dir(model_dir, lowercase=cfg.data.lowercase)
-    splits = read_splits(cfg.data)
-    if cfg.model.extend_vocab:
-        texts = [t for e in splits[0]["train"] for t in (e.text, e.text_pair) if t]
-        before = tokenizer.unk_rate(texts[:2000])
-        added = tokenizer.extend_vocabulary(
-            texts, cfg.model.extend_vocab_min_freq, cfg.model.extend_vocab_max_new
-        )
-        if dist.is_main:
-            log.info("vocabulary extended by %d tokens: [UNK] rate %.1f%% -> %.1f%%", len(added), 100 * before,
-                     100 * tokenizer.unk_rate(texts[:2000]))  # fmt: skip
-    data = build_task_data(cfg.data, tokenizer, splits=splits)
+def extend_vocabulary(tokenizer: TextTokenizer, texts: list[str], cfg: ModelConfig, dist: DistInfo) -> None:
+    """Add the characters of ``texts`` that the vocabulary can only spell as [UNK] (``model.extend_vocab*``)
+    and log how the [UNK] rate changed."""
+    before = tokenizer.unk_rate(texts[:2000])
+    added = tokenizer.extend_vocabulary(texts, cfg.extend_vocab_min_freq, cfg.extend_vocab_max_new)
     if dist.is_main:
-        log.info("data: %s", json.dumps(data.stats, ensure_ascii=False))
-    return tokenizer, data, model_dir
+        log.info("vocabulary extended by %d tokens: [UNK] rate %.1f%% -> %.1f%%", len(added), 100 * before,
+                 100 * tokenizer.unk_rate(texts[:2000]))  # fmt: skip
 
 
-def train(cfg: Config, run_dir: str | Path) -> dict | None:
-    """Run one training job into ``run_dir``; returns the metrics written to metrics.json (None if interrupted)."""
-    run_dir = Path(run_dir)
+@contextlib.contextmanager
+def run_context(cfg: Config | PretrainConfig, run_dir: Path) -> Iterator[tuple[DistInfo, torch.device, str]]:
+    """What every job does around its work: check ``resume``, set threads, join the process group (under
+    torchrun), resolve the precision, open the run directory and its log file (rank 0), seed; yields
+    ``(dist, device, precision)`` and leaves the process group at the end."""
     cfg.validate()
     if cfg.resume is not None:
         if not (Path(cfg.resume) / "checkpoints").is_dir():
@@ -129,6 +123,29 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
             run_dir.mkdir(parents=True, exist_ok=True)
             attach_log_file(run_dir)
         seed_everything(cfg.trainer.seed)
+        yield dist, device, precision
+    finally:
+        shutdown(dist)
+
+
+def prepare(cfg: Config, dist: DistInfo) -> tuple[TextTokenizer, TaskData, Path]:
+    """Tokenizer (extended when asked) and encoded data of a run."""
+    model_dir = cfg.model.resolve_path()
+    tokenizer = TextTokenizer.from_dir(model_dir, lowercase=cfg.data.lowercase)
+    splits = read_splits(cfg.data)
+    if cfg.model.extend_vocab:
+        texts = [t for e in splits[0]["train"] for t in (e.text, e.text_pair) if t]
+        extend_vocabulary(tokenizer, texts, cfg.model, dist)
+    data = build_task_data(cfg.data, tokenizer, splits=splits)
+    if dist.is_main:
+        log.info("data: %s", json.dumps(data.stats, ensure_ascii=False))
+    return tokenizer, data, model_dir
+
+
+def train(cfg: Config, run_dir: str | Path) -> dict | None:
+    """Run one training job into ``run_dir``; returns the metrics written to metrics.json (None if interrupted)."""
+    run_dir = Path(run_dir)
+    with run_context(cfg, run_dir) as (dist, device, precision):
         tokenizer, data, model_dir = prepare(cfg, dist)
         model = build_model(cfg, model_dir, data.labels, tokenizer, data.class_weights)
         if dist.enabled:  # same initial weights everywhere (DDP also broadcasts them), own dropout streams
@@ -151,8 +168,6 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
                      result["best_step"], run_dir / "metrics.json")  # fmt: skip
         barrier(dist)
         return result
-    finally:
-        shutdown(dist)
 
 
 @dataclasses.dataclass

@@ -80,9 +80,13 @@ class Reporter:
         self.scalars(step, metrics, "val")
         if "confusion_matrix" in metrics:
             self.confusion_matrix(step, metrics["confusion_matrix"], "val/confusion_matrix")
-        value = metrics[metric]
-        log.info("step %d: validation %s=%s loss=%.4f%s", step, metric, "undefined" if value is None else
-                 f"{value:.4f}", metrics["loss"], " (best)" if improved else "")  # fmt: skip
+        shown = [metric] + [
+            k for k in ("masked_accuracy", "perplexity", "loss") if k in metrics and k != metric
+        ]
+        values = " ".join(
+            f"{k}={'undefined' if metrics[k] is None else format(metrics[k], '.4f')}" for k in shown
+        )
+        log.info("step %d: validation %s%s", step, values, " (best)" if improved else "")
 
     def advance(self, n: int, **postfix) -> None:
         if self.bar is not None:

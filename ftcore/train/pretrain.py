@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import math
 import shutil
 from dataclasses import dataclass
@@ -44,13 +43,11 @@ from ftcore.train.distributed import (
     DistInfo,
     barrier,
     gather_objects,
-    init_distributed,
-    shutdown,
 )
-from ftcore.train.experiment import COSMETIC_TRAINER_KEYS, seed_everything
-from ftcore.train.logging import attach_log_file, log
+from ftcore.train.experiment import COSMETIC_TRAINER_KEYS, extend_vocabulary, run_context
+from ftcore.train.logging import log
 from ftcore.train.loop import fit
-from ftcore.train.precision import autocast, resolve_device, resolve_precision
+from ftcore.train.precision import autocast
 from ftcore.train.task import batch_to
 
 CORPUS_SPLITS = ("train", "validation", "test")
@@ -233,34 +230,12 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path) -> dict | None:
     """Run one masked-LM pretraining job into ``run_dir``; returns metrics.json's content (None if
     interrupted)."""
     run_dir = Path(run_dir)
-    cfg.validate()
-    if cfg.resume is not None:
-        if not (Path(cfg.resume) / "checkpoints").is_dir():
-            raise ConfigError(f"resume={cfg.resume}: not a run directory with checkpoints/ to continue from")
-        if Path(cfg.resume).resolve() != run_dir.resolve():
-            raise ConfigError(f"resume={cfg.resume} continues in its own directory, not in {run_dir}")
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
-    dist, device = init_distributed(resolve_device(cfg.trainer.device))
-    if not dist.is_main:
-        log.setLevel(logging.ERROR)
-    try:
-        precision = resolve_precision(cfg.trainer.precision, device)
-        if dist.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            attach_log_file(run_dir)
-        seed_everything(cfg.trainer.seed)
+    with run_context(cfg, run_dir) as (dist, device, precision):
         model_dir = cfg.model.resolve_path()
         tokenizer = TextTokenizer.from_dir(model_dir, lowercase=cfg.corpus.lowercase)
         texts, stats = read_corpus(cfg.corpus)
         if cfg.model.extend_vocab:
-            before = tokenizer.unk_rate(texts["train"][:2000])
-            added = tokenizer.extend_vocabulary(
-                texts["train"], cfg.model.extend_vocab_min_freq, cfg.model.extend_vocab_max_new
-            )
-            if dist.is_main:
-                log.info("vocabulary extended by %d tokens: [UNK] rate %.1f%% -> %.1f%%", len(added), 100 * before,
-                         100 * tokenizer.unk_rate(texts["train"][:2000]))  # fmt: skip
+            extend_vocabulary(tokenizer, texts["train"], cfg.model, dist)
         splits = {
             name: tokenizer.encode_batch(texts[name], max_length=cfg.corpus.max_length)
             for name in CORPUS_SPLITS
@@ -293,5 +268,3 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path) -> dict | None:
                      result["test"]["masked_accuracy"], run_dir / "model")  # fmt: skip
         barrier(dist)
         return result
-    finally:
-        shutdown(dist)
