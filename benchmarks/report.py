@@ -133,7 +133,7 @@ def preset_table(records: list[dict], baselines: list[dict]) -> list[str]:
             p = r.get("pretraining")
             row += (" none | | | " + f"{r['wall_seconds'] / 60:.1f} min |" if p is None else
                     f" {' '.join(p['overrides']) or 'defaults'} | {p['masked_accuracy_before']:.3f} → "
-                    f"{p['test']['masked_accuracy']:.3f} | {p['wall_seconds'] / 60:.1f} min "
+                    f"{p['val']['masked_accuracy']:.3f} | {p['wall_seconds'] / 60:.1f} min "
                     f"| {(p['wall_seconds'] + r['wall_seconds']) / 60:.1f} min |")  # fmt: skip
         lines.append(row)
     for b in baselines:

@@ -372,8 +372,9 @@ PRETRAIN_METRICS = ("loss", "masked_accuracy", "perplexity")
 class TextSource:
     """One source of unlabelled text for masked-LM pretraining (an entry of ``corpus.sources``).
 
-    ``name``: ``reviews`` (the training split of ``data=reviews`` as ``train.py`` cuts it by default, so
-    no validation or test review is ever seen), ``peoples_daily`` (People's Daily 1998, tags stripped),
+    ``name``: ``reviews`` (the training split of ``data=reviews`` as ``train.py`` cuts it with the same
+    ``split_seed``, ``validation_fraction`` and ``test_fraction``, so no validation or test review is ever
+    seen; fine-tuning from the result with other values is refused), ``peoples_daily`` (People's Daily 1998, tags stripped),
     or a file format, ``txt`` (one text per line) | ``jsonl`` | ``csv`` | ``tsv`` (its ``text_field``),
     with ``file``. ``weight`` is how many times its texts appear per epoch (0.5: a fixed random half).
     """
@@ -382,6 +383,9 @@ class TextSource:
     file: str | None = None
     text_field: str = "text"
     weight: float = 1.0
+    split_seed: int = 42
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
 
     def validate(self, key: str) -> None:
         check_choice(f"{key}.name", self.name, TEXT_SOURCES)
@@ -397,7 +401,8 @@ class CorpusConfig:
 
     Each source's texts are cut (``split_seed``) into train, validation and test parts of
     ``validation_fraction`` / ``test_fraction`` (at most ``max_eval_texts`` each); only train parts are
-    weighted and trained on. Texts longer than ``max_length`` tokens are cut to it.
+    weighted and trained on. A text longer than ``max_length`` tokens becomes consecutive pieces of that
+    length (the last one ends at the text's end), so every token is read.
     """
 
     sources: list[TextSource] = field(default_factory=lambda: [TextSource()])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,3 +58,27 @@ def save_text(text: str, path: str | os.PathLike) -> None:
 def save_json(obj, path: str | os.PathLike) -> None:
     """Atomically write an indented JSON file."""
     save_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", path)
+
+
+def replace_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` to fill a temporary sibling directory, flush it to disk, then put it in place
+    of ``path``: a reader sees the old directory or the new one, each complete (a crash between the two
+    renames leaves the old one as ``<path>.prev``). A write that fails removes the temporary directory."""
+    path = Path(path)
+    tmp, prev = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".prev")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                fsync(file)
+        fsync(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(prev, ignore_errors=True)
+        os.replace(path, prev)
+    os.replace(tmp, path)
+    fsync(path.parent)
+    shutil.rmtree(prev, ignore_errors=True)

@@ -21,7 +21,7 @@ from ftcore.config import CorpusConfig, DataConfig, MethodConfig, TextSource
 from ftcore.data.dataset import read_splits
 from ftcore.data.sources import read_peoples_daily, read_texts
 from ftcore.data.tokenizer import TextTokenizer
-from ftcore.errors import CheckpointError, DataError
+from ftcore.errors import CheckpointError, ConfigError, DataError
 from ftcore.methods import apply_method
 from ftcore.model import BertModel, MaskedLM, SequenceClassifier
 from ftcore.train.pretrain import read_corpus, save_model_dir
@@ -132,7 +132,7 @@ def test_model_directory_tokenizer_has_the_added_characters_as_vocabulary(tiny_m
     assert {"坏", "好"} <= set(added)
     model = MaskedLM.from_pretrained(tiny_model_dir)
     model.add_tokens(tokenizer.vocab_size - model.encoder.config.vocab_size)
-    save_model_dir(model, tokenizer, tmp_path / "model")
+    save_model_dir(model, tokenizer, CorpusConfig(), tmp_path / "model")
     vocab = (tmp_path / "model" / "vocab.txt").read_text(encoding="utf-8").splitlines()
     assert len(vocab) == tokenizer.vocab_size and vocab[-len(added) :] == added
     state = json.loads((tmp_path / "model" / "tokenizer.json").read_text(encoding="utf-8"))
@@ -318,3 +318,79 @@ def test_torchrun_pretraining_trains_and_writes_one_model(tiny_model_dir, corpus
     assert metrics["world_size"] == 2 and metrics["val"]["loss"] < metrics["val_before"]["loss"]
     assert MaskedLM.from_pretrained(out / "model").encoder.num_added_tokens > 0
     assert not (out / "model.tmp").exists()
+
+
+def test_only_decoder_bias_is_read_and_an_untied_decoder_is_refused(hf_mlm_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    state = load_file(hf_mlm_dir / "model.safetensors")
+    ref = MaskedLM.from_pretrained(hf_mlm_dir)
+    (tmp_path / "config.json").write_text((hf_mlm_dir / "config.json").read_text())
+    bias = state.pop("cls.predictions.bias")
+    save_file({**state, "cls.predictions.decoder.bias": bias}, tmp_path / "model.safetensors")
+    assert torch.equal(MaskedLM.from_pretrained(tmp_path).head.bias, ref.head.bias)
+    untied = torch.randn_like(state["bert.embeddings.word_embeddings.weight"])
+    save_file({**state, "cls.predictions.bias": bias, "cls.predictions.decoder.weight": untied},
+              tmp_path / "model.safetensors")  # fmt: skip
+    with pytest.raises(CheckpointError, match="untied masked-LM decoder"):
+        MaskedLM.from_pretrained(tmp_path)
+
+
+def task_for(tiny_model_dir, texts, **masking):
+    from ftcore.config import MaskingConfig
+    from ftcore.train.pretrain import MaskedLMTask, masking_vocabulary
+
+    tokenizer = TextTokenizer.from_dir(tiny_model_dir)
+    encoded = tokenizer.encode_batch(texts)
+    splits = dict.fromkeys(("train", "validation", "test"), encoded)
+    return MaskedLMTask(splits, masking_vocabulary(tokenizer), MaskingConfig(**masking), seed=5)
+
+
+def test_masks_belong_to_texts_not_to_batch_layout(tiny_model_dir):
+    from conftest import FILLER
+
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(FILLER, 30)) for _ in range(16)]
+    task = task_for(tiny_model_dir, texts, probability=0.3)
+    whole = task.train_batch(np.arange(16), np.random.default_rng([1, 0, 0]))
+    half = task.train_batch(np.arange(8), np.random.default_rng([1, 0, 0]))
+    assert torch.equal(half["labels"], whole["labels"][:8, : half["labels"].shape[1]])
+    a, b = whole["labels"][0], whole["labels"][1]  # same shape, different texts: different positions
+    assert not torch.equal(a != -100, b != -100)
+    again = task.train_batch(np.arange(16), np.random.default_rng([1, 1, 0]))  # next epoch
+    assert not torch.equal(again["labels"], whole["labels"])
+
+
+def test_held_out_scores_do_not_depend_on_the_batch_size(tiny_model_dir):
+    from conftest import FILLER
+
+    rng = np.random.default_rng(1)
+    texts = [" ".join(rng.choice(FILLER, rng.integers(3, 30))) for _ in range(40)]
+    task = task_for(tiny_model_dir, texts)
+    model = MaskedLM.from_pretrained(tiny_model_dir).eval()
+    a = task.evaluate(model, "validation", 7, torch.device("cpu"), "fp32")
+    b = task.evaluate(model, "validation", 64, torch.device("cpu"), "fp32")
+    assert a["targets"] == b["targets"] > 0
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["masked_accuracy"] == b["masked_accuracy"]
+
+
+def test_long_texts_are_read_whole_and_blank_sources_refused(tiny_model_dir, tmp_path):
+    from ftcore.data.long_text import encode_windows
+
+    tokenizer = TextTokenizer.from_dir(tiny_model_dir)
+    pieces, documents = encode_windows(tokenizer, ["good " * 70], 32, stride=30)
+    assert len(pieces) == 3 and (pieces.lengths <= 32).all()  # 0-30, 30-60 and 40-70: all 70 tokens read
+    (tmp_path / "blank.txt").write_text("  \n\u3000\n")
+    with pytest.raises(DataError, match=r"blank\.txt: no text"):
+        read_corpus(CorpusConfig(sources=[TextSource("txt", str(tmp_path / "blank.txt"))]))
+
+
+def test_fine_tuning_on_another_cut_of_the_reviews_is_refused(tmp_path):
+    from ftcore.train.experiment import PRETRAINING_RECORD, check_no_leakage
+
+    (tmp_path / PRETRAINING_RECORD).write_text(json.dumps({"corpus": {"sources": [
+        {"name": "reviews", "split_seed": 42, "validation_fraction": 0.15, "test_fraction": 0.15}]}}))  # fmt: skip
+    check_no_leakage(tmp_path, DataConfig(name="reviews"))  # the same cut: fine
+    check_no_leakage(tmp_path, DataConfig(name="jsonl", train_file="x", split_seed=7))  # not the reviews
+    with pytest.raises(ConfigError, match="would evaluate on reviews it read"):
+        check_no_leakage(tmp_path, DataConfig(name="reviews", split_seed=7))

@@ -247,8 +247,10 @@ class TextTokenizer:
 
         The characters :meth:`extend_vocabulary` added become entries of the WordPiece vocabulary (in
         ``tokenizer.json`` and in a ``vocab.txt`` for tools that read only that), at the ids they have
-        now; they also stay listed as added tokens, so text splits around them exactly as before and
-        every text encodes to the same ids. Returns the path of ``tokenizer.json``.
+        now; they also stay listed as added tokens in ``tokenizer.json``, so through it text splits around
+        them exactly as before and every text encodes to the same ids. (A tokenizer built from ``vocab.txt``
+        alone splits CJK characters the same way, but spells an added non-CJK character glued to a word
+        as [UNK].) Returns the path of ``tokenizer.json``.
         """
         directory = Path(directory)
         path = self.save(directory)

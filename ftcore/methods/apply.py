@@ -36,11 +36,13 @@ def apply_method(
     cfg: MethodConfig,
     prompt_init_ids: list[int] | None = None,
     max_length: int | None = None,
+    max_length_key: str = "data.max_length",
 ) -> SequenceClassifier | MaskedLM:
     """Freeze / unfreeze ``model`` and add adapter layers in place for ``cfg.name``; returns the model.
 
     ``prompt_init_ids`` are the token ids of ``cfg.prompt_init_text`` (prompt tuning from text);
-    ``max_length`` lets prompt tuning check that the longest input still fits the position table.
+    ``max_length`` (the config key ``max_length_key``) lets the check that the longest input, virtual tokens
+    included, still fits the position table name the right key.
     """
     encoder = model.encoder
     bert = encoder.config
@@ -75,7 +77,7 @@ def apply_method(
     if max_length is not None and max_length + virtual > bert.max_position_embeddings:
         extra = f" + method.num_virtual_tokens={virtual}" if virtual else ""
         raise ConfigError(
-            f"data.max_length={max_length}{extra} exceeds the model's {bert.max_position_embeddings} positions; "
+            f"{max_length_key}={max_length}{extra} exceeds the model's {bert.max_position_embeddings} positions; "
             "shorten it"
         )
     if cfg.name == "prompt":

@@ -48,8 +48,8 @@ MLM_HEAD_TABLE = [
     ("cls.predictions.transform.LayerNorm.{p}", "head.norm.{p}"),
     ("cls.predictions.bias", "head.bias"),
 ]
-# the next-sentence head, the tied decoder's copies, a non-weight buffer
-IGNORED_HF_PREFIXES = ("cls.seq_relationship.", "cls.predictions.decoder.", "embeddings.position_ids")
+# the next-sentence head and a non-weight buffer
+IGNORED_HF_PREFIXES = ("cls.seq_relationship.", "embeddings.position_ids")
 # config.json key of a vocabulary grown by ftcore: ids from here on are added tokens (``embeddings.added``)
 # that train under frozen-base methods; transformers reads the key as an ordinary attribute
 ADDED_VOCAB_KEY = "ftcore_added_vocab_start"
@@ -252,7 +252,13 @@ def _hf_config(encoder: torch.nn.Module) -> dict:
 
 
 def mlm_head_from_hf(other: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The ``cls.predictions.*`` tensors of a checkpoint under ftcore names (``head.*``); empty if none."""
+    """The ``cls.predictions.*`` tensors of a checkpoint under ftcore names (``head.*``); empty if none.
+
+    The output bias is ``cls.predictions.bias``, or its copy ``cls.predictions.decoder.bias`` in files
+    that keep only that one; the decoder weight is the word-embedding table (see ``MaskedLM``)."""
+    other = dict(other)
+    if "cls.predictions.bias" not in other and "cls.predictions.decoder.bias" in other:
+        other["cls.predictions.bias"] = other["cls.predictions.decoder.bias"]
     table = [(_compile(hf), ours) for hf, ours in MLM_HEAD_TABLE]
     found = {}
     for name, tensor in other.items():

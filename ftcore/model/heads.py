@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ftcore.errors import ConfigError
+from ftcore.errors import CheckpointError, ConfigError
 from ftcore.model.bert import ACTIVATIONS, BertConfig, BertModel, Embeddings
 from ftcore.model.checkpoint_io import (
     ADDED_VOCAB_KEY,
@@ -259,6 +259,12 @@ class MaskedLM(nn.Module):
         encoder = BertModel.from_state(
             BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
         )
+        decoder = other.get("cls.predictions.decoder.weight")
+        if decoder is not None and not torch.equal(
+            decoder, state["embeddings.word.weight"].to(decoder.dtype)
+        ):
+            raise CheckpointError(f"{source}: cls.predictions.decoder.weight differs from the word embeddings; "
+                                  "an untied masked-LM decoder is not supported")  # fmt: skip
         head_state = mlm_head_from_hf(other)
         head = None
         if head_state:

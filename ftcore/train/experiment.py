@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ftcore.config import Config, ModelConfig, PretrainConfig
+from ftcore.config import Config, DataConfig, ModelConfig, PretrainConfig
 from ftcore.data.dataset import LabelSpace, TaskData, build_task_data, read_splits
 from ftcore.data.tokenizer import TextTokenizer
 from ftcore.errors import CheckpointError, ConfigError
@@ -37,6 +37,9 @@ from ftcore.train.logging import attach_log_file, log
 from ftcore.train.loop import fit
 from ftcore.train.precision import resolve_device, resolve_precision
 from ftcore.train.task import ClassificationTask
+
+REVIEW_SPLIT_KEYS = ("split_seed", "validation_fraction", "test_fraction")  # what cuts data=reviews
+PRETRAINING_RECORD = "ftcore_pretraining.json"  # in a pretraining run's model/: the text it read
 
 # trainer.* settings that change how a run reports, not what it computes: resuming may change them.
 COSMETIC_TRAINER_KEYS = ("progress", "log_every", "threads", "compile", "retain_memory")
@@ -90,6 +93,23 @@ def build_model(
     return apply_method(model, cfg.method, prompt_init_ids=prompt_ids, max_length=cfg.data.max_length)
 
 
+def check_no_leakage(model_dir: Path, data: DataConfig) -> None:
+    """Refuse to fine-tune on ``data=reviews`` from a model pretrained on a *different* cut of the review
+    corpus: its validation or test reviews would have been pretraining text."""
+    record = model_dir / PRETRAINING_RECORD
+    if data.name != "reviews" or not record.is_file():
+        return
+    sources = json.loads(record.read_text(encoding="utf-8"))["corpus"]["sources"]
+    ours = {k: getattr(data, k) for k in REVIEW_SPLIT_KEYS}
+    for source in sources:
+        theirs = {k: source.get(k) for k in REVIEW_SPLIT_KEYS}
+        if source["name"] == "reviews" and theirs != ours:
+            raise ConfigError(
+                f"model.path={model_dir} was pretrained on the review training split of {theirs}; fine-tuning "
+                f"with data.{', data.'.join(f'{k}={v}' for k, v in ours.items())} would evaluate on reviews it read"
+            )
+
+
 def extend_vocabulary(tokenizer: TextTokenizer, texts: list[str], cfg: ModelConfig, dist: DistInfo) -> None:
     """Add the characters of ``texts`` that the vocabulary can only spell as [UNK] (``model.extend_vocab*``)
     and log how the [UNK] rate changed."""
@@ -131,6 +151,7 @@ def run_context(cfg: Config | PretrainConfig, run_dir: Path) -> Iterator[tuple[D
 def prepare(cfg: Config, dist: DistInfo) -> tuple[TextTokenizer, TaskData, Path]:
     """Tokenizer (extended when asked) and encoded data of a run."""
     model_dir = cfg.model.resolve_path()
+    check_no_leakage(model_dir, cfg.data)
     tokenizer = TextTokenizer.from_dir(model_dir, lowercase=cfg.data.lowercase)
     splits = read_splits(cfg.data)
     if cfg.model.extend_vocab:

@@ -19,22 +19,23 @@ import dataclasses
 import hashlib
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ftcore.config import CorpusConfig, DataConfig, MaskingConfig, PretrainConfig, TextSource
-from ftcore.data.batching import collate, epoch_batches
+from ftcore.data.batching import epoch_batches
 from ftcore.data.dataset import read_splits, stratified_split
+from ftcore.data.long_text import encode_windows
 from ftcore.data.masking import IGNORE, MaskingVocabulary, mask_tokens
 from ftcore.data.sources import read_peoples_daily, read_texts
 from ftcore.data.tokenizer import MASK, EncodedTexts, TextTokenizer
-from ftcore.errors import ConfigError, DataError
-from ftcore.files import save_json
+from ftcore.errors import CheckpointError, ConfigError, DataError
+from ftcore.files import replace_dir, save_json
 from ftcore.methods import apply_method, trainable_report
 from ftcore.methods.lora import merge_lora
 from ftcore.model import MaskedLM
@@ -44,7 +45,13 @@ from ftcore.train.distributed import (
     barrier,
     gather_objects,
 )
-from ftcore.train.experiment import COSMETIC_TRAINER_KEYS, extend_vocabulary, run_context
+from ftcore.train.experiment import (
+    COSMETIC_TRAINER_KEYS,
+    PRETRAINING_RECORD,
+    REVIEW_SPLIT_KEYS,
+    extend_vocabulary,
+    run_context,
+)
 from ftcore.train.logging import log
 from ftcore.train.loop import fit
 from ftcore.train.precision import autocast
@@ -60,7 +67,8 @@ CORPUS_SPLITS = ("train", "validation", "test")
 def source_texts(source: TextSource) -> tuple[list[str], str]:
     """The texts of one source and how messages name it."""
     if source.name == "reviews":
-        splits, _, _ = read_splits(DataConfig(name="reviews"))  # train.py's default split of the corpus
+        split = {k: getattr(source, k) for k in REVIEW_SPLIT_KEYS}
+        splits, _, _ = read_splits(DataConfig(name="reviews", **split))  # train.py's split of the corpus
         return [e.text for e in splits["train"]], "reviews (training split)"
     if source.name == "peoples_daily":
         return ["".join(word for word, _ in words) for _, words in read_peoples_daily()], "peoples_daily"
@@ -78,6 +86,8 @@ def read_corpus(cfg: CorpusConfig) -> tuple[dict[str, list[str]], dict]:
     for i, source in enumerate(cfg.sources):
         texts, name = source_texts(source)
         texts = list(dict.fromkeys(t.strip() for t in texts if t.strip()))  # exact repeats once
+        if not texts:
+            raise DataError(name, "no text that is not blank; expected at least one")
         fractions = [
             min(f, cfg.max_eval_texts / len(texts)) for f in (cfg.validation_fraction, cfg.test_fraction)
         ]
@@ -119,8 +129,11 @@ def masking_vocabulary(tokenizer: TextTokenizer) -> MaskingVocabulary:
 class MaskedLMTask:
     """Masked-LM over encoded text splits, in the shape the loop asks of a task (see ``task.py``).
 
-    Training batches are masked afresh from the loop's generator; held-out splits are masked once, from a
-    generator of their own, so every evaluation scores the same targets.
+    Every text is masked from a generator of its own: in training, seeded by the loop's generator for
+    the step (so each epoch masks afresh, a resumed run masks as an uninterrupted one, and DDP ranks or
+    micro-batches of the same shape never share a mask) and the text's index; held-out texts are masked
+    once, from ``seed`` and their index, so every evaluation scores the same targets whatever the batch
+    size or the number of processes.
     """
 
     splits: dict[str, EncodedTexts]
@@ -132,19 +145,47 @@ class MaskedLMTask:
 
     default_metric = "loss"
 
+    def __post_init__(self) -> None:
+        self._held_out = {
+            split: [self.mask_text(self.splits[split][i][0], np.random.default_rng([self.seed, k, i]))
+                    for i in range(len(self.splits[split]))]
+            for k, split in enumerate(CORPUS_SPLITS) if split != "train"
+        }  # fmt: skip
+
     @property
     def train_lengths(self) -> np.ndarray:
         return self.splits["train"].lengths
 
-    def mask(self, batch: dict, rng: np.random.Generator) -> dict:
+    def mask_text(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, labels) of one encoded text (see ``masking.mask_tokens``)."""
         m = self.masking
-        inputs, labels = mask_tokens(batch["input_ids"].numpy(), self.vocab, rng, m.probability,
-                                     m.mask_fraction, m.random_fraction, m.whole_word)  # fmt: skip
-        return {**batch, "input_ids": torch.from_numpy(inputs), "labels": torch.from_numpy(labels)}
+        inputs, labels = mask_tokens(ids[None], self.vocab, rng, m.probability, m.mask_fraction,
+                                     m.random_fraction, m.whole_word)  # fmt: skip
+        return inputs[0], labels[0]
+
+    def batch(
+        self, rows: list[tuple[np.ndarray, np.ndarray]], pad_to_multiple: int = 1
+    ) -> dict[str, torch.Tensor]:
+        """Masked texts padded into one batch: ``input_ids``, ``attention_mask``, ``token_type_ids``, ``labels``."""
+        lengths = np.array([len(inputs) for inputs, _ in rows])
+        L = -(-int(lengths.max()) // pad_to_multiple) * pad_to_multiple
+        ids = np.full((len(rows), L), self.pad_id, dtype=np.int64)
+        labels = np.full((len(rows), L), IGNORE, dtype=np.int64)
+        for r, (inputs, targets) in enumerate(rows):
+            ids[r, : len(inputs)], labels[r, : len(inputs)] = inputs, targets
+        mask = (
+            None
+            if (lengths == L).all()
+            else torch.from_numpy((np.arange(L) < lengths[:, None]).astype(np.int64))
+        )
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": mask,
+                "token_type_ids": torch.zeros_like(torch.from_numpy(ids)), "labels": torch.from_numpy(labels)}  # fmt: skip
 
     def train_batch(self, indices: np.ndarray, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
-        batch = collate(self.splits["train"], indices, None, self.pad_id, self.pad_to_multiple)
-        return self.mask(batch, rng)
+        base = int(rng.integers(2**63))
+        train = self.splits["train"]
+        rows = [self.mask_text(train[i][0], np.random.default_rng([base, int(i)])) for i in indices]
+        return self.batch(rows, self.pad_to_multiple)
 
     def forward(self, net: nn.Module, batch: dict) -> torch.Tensor:
         """Scores (N, V) at the N target positions only."""
@@ -153,8 +194,13 @@ class MaskedLMTask:
         )
 
     def loss(self, model: MaskedLM, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Mean cross-entropy over the batch's targets (0 for a batch without any, rather than NaN).
+
+        The loop weights each micro-batch by its share of the window's texts, not of its targets: with
+        gradient accumulation the window's loss is a mean of per-micro-batch means."""
         labels = batch["labels"]
-        return model.loss(logits, labels[labels != IGNORE])
+        targets = labels[labels != IGNORE]
+        return F.cross_entropy(logits.float(), targets, reduction="sum") / max(len(targets), 1)
 
     @torch.inference_mode()
     def evaluate(self, model: MaskedLM, split: str, batch_size: int, device: torch.device, precision: str,
@@ -169,9 +215,7 @@ class MaskedLMTask:
         correct = torch.zeros((), dtype=torch.int64, device=device)
         targets = 0
         for idx in batches:
-            # the same targets at every evaluation: each batch is masked from its first example's index
-            rng = np.random.default_rng([self.seed, CORPUS_SPLITS.index(split), int(idx[0])])
-            batch = batch_to(self.mask(collate(encoded, idx, None, self.pad_id), rng), device)
+            batch = batch_to(self.batch([self._held_out[split][i] for i in idx]), device)
             with autocast(device, precision):
                 logits = self.forward(model, batch)
             labels = batch["labels"][batch["labels"] != IGNORE]
@@ -208,22 +252,26 @@ def build_masked_lm(cfg: PretrainConfig, model_dir: Path, tokenizer: TextTokeniz
     tokenizer's, method applied; the pooler stays frozen (masked-LM gives it no gradient)."""
     model = MaskedLM.from_pretrained(model_dir)
     model.add_tokens(tokenizer.vocab_size - model.encoder.config.vocab_size, cfg.model.extend_vocab_init)
-    apply_method(model, cfg.method, max_length=cfg.corpus.max_length)
+    apply_method(model, cfg.method, max_length=cfg.corpus.max_length, max_length_key="corpus.max_length")
     if model.encoder.pooler is not None:
         model.encoder.pooler.requires_grad_(False)
     return model
 
 
-def save_model_dir(model: MaskedLM, tokenizer: TextTokenizer, path: Path) -> None:
-    """``path`` as an HF-format BertForMaskedLM directory with the tokenizer; written to a temporary
-    sibling first and renamed, so a ``model/`` that exists is complete."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+def save_model_dir(model: MaskedLM, tokenizer: TextTokenizer, corpus: CorpusConfig, path: Path) -> None:
+    """``path`` as an HF-format BertForMaskedLM directory with the tokenizer (LoRA merged first), put in
+    place whole (``files.replace_dir``), so a ``model/`` that exists is complete."""
     merge_lora(model)
-    model.save_pretrained(tmp)
-    tokenizer.save_as_vocabulary(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_as_vocabulary(tmp)
+        save_json({"corpus": dataclasses.asdict(corpus)}, tmp / PRETRAINING_RECORD)
+
+    try:
+        replace_dir(path, write)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write the model directory ({e.strerror or e})") from None
 
 
 def pretrain(cfg: PretrainConfig, run_dir: str | Path) -> dict | None:
@@ -235,12 +283,13 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path) -> dict | None:
         tokenizer = TextTokenizer.from_dir(model_dir, lowercase=cfg.corpus.lowercase)
         texts, stats = read_corpus(cfg.corpus)
         if cfg.model.extend_vocab:
-            extend_vocabulary(tokenizer, texts["train"], cfg.model, dist)
+            extend_vocabulary(tokenizer, list(dict.fromkeys(texts["train"])), cfg.model, dist)  # (unweighted)
+        budget = cfg.corpus.max_length - 2  # a long text becomes consecutive pieces: every token is read
         splits = {
-            name: tokenizer.encode_batch(texts[name], max_length=cfg.corpus.max_length)
+            name: encode_windows(tokenizer, texts[name], cfg.corpus.max_length, stride=budget)[0]
             for name in CORPUS_SPLITS
         }
-        stats["truncated"] = {name: e.num_truncated for name, e in splits.items()}
+        stats["pieces"] = {name: len(e) for name, e in splits.items()}
         stats["tokens"] = {name: int(e.lengths.sum()) for name, e in splits.items()}
         if dist.is_main:
             log.info("corpus: %s", json.dumps(stats, ensure_ascii=False))
@@ -261,7 +310,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path) -> dict | None:
                      extra_state=extra)  # fmt: skip
         if result is not None and dist.is_main:
             result["val_before"] = before_training
-            save_model_dir(model.cpu(), tokenizer, run_dir / "model")
+            save_model_dir(model.cpu(), tokenizer, cfg.corpus, run_dir / "model")
             save_json(result, run_dir / "metrics.json")
             log.info("masked-token accuracy %.4f -> %.4f (validation), %.4f (test); model in %s",
                      before_training["masked_accuracy"], result["val"]["masked_accuracy"],
