@@ -14,11 +14,16 @@ Every function matches scikit-learn (tests use it as the oracle) with these docu
   constant vector) returns ``None`` with a warning, where scikit-learn raises or SciPy returns NaN:
   ``None`` is valid JSON and cannot be mistaken for a score.
 - Empty or mis-shaped inputs are bugs in the caller and raise ``ValueError``.
+
+Sequence tagging, at the end of the file, scores lists of tag-name sequences: entities of BIO tags as
+seqeval does by default (conlleval's reading), words of BMES segmentation tags as the SIGHAN bakeoffs.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import Counter
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -407,4 +412,176 @@ def _multi_label_report(y_true: ArrayLike, probs: ArrayLike, threshold: float) -
         "roc_auc": _macro_roc_auc(y_true, probs),
         "f1_per_class": f_class.tolist(),
         "support_per_class": y_true.sum(axis=0).tolist(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# sequence tagging: named entities (BIO tags) and word segmentation (BMES tags)
+#
+# Inputs are sentences as sequences of tag names, true and predicted paired one to one with equal
+# lengths. Entity and word scores count exact spans: a predicted span is correct iff the same span
+# (with the same type, for entities) is in the truth of that sentence.
+
+
+def _paired_sentences(
+    true_tag_seqs: Sequence[Sequence[str]], pred_tag_seqs: Sequence[Sequence[str]]
+) -> list[tuple[list[str], list[str]]]:
+    """The sentences as ``(true, pred)`` lists of tags, checked to pair up."""
+    if len(true_tag_seqs) == 0:
+        raise ValueError("no sentences to score")
+    if len(true_tag_seqs) != len(pred_tag_seqs):
+        raise ValueError(f"{len(true_tag_seqs)} true sentences but {len(pred_tag_seqs)} predicted ones")
+    pairs = [(list(true), list(pred)) for true, pred in zip(true_tag_seqs, pred_tag_seqs)]
+    for i, (true, pred) in enumerate(pairs):
+        if len(true) != len(pred):
+            raise ValueError(f"sentence {i} has {len(true)} true tags but {len(pred)} predicted ones")
+    return pairs
+
+
+def token_accuracy(true_tag_seqs: Sequence[Sequence[str]], pred_tag_seqs: Sequence[Sequence[str]]) -> float:
+    """Fraction of tokens, over all sentences, whose predicted tag equals the true one."""
+    pairs = _paired_sentences(true_tag_seqs, pred_tag_seqs)
+    total = sum(len(true) for true, _ in pairs)
+    if total == 0:
+        raise ValueError("no tokens to score: every sentence is empty")
+    return sum(t == p for true, pred in pairs for t, p in zip(true, pred)) / total
+
+
+def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """The entities of one BIO-tagged sentence as ``(type, start, end)``, ``end`` exclusive, in order.
+
+    Tags are ``O``, ``B-<type>`` and ``I-<type>`` (the type is everything after the first ``-``).
+    Ill-formed sequences are read as conlleval reads them (and seqeval by default): B-X always starts
+    an entity; I-X continues the entity just before it if that one is of type X, and otherwise starts
+    one (I-X at the start, after O or after another type); O ends the entity. IOB1 tags therefore read
+    correctly too. Any other tag raises ValueError.
+    """
+    spans = []
+    open_type, open_start = None, 0  # the entity being read, if any
+    for i, tag in enumerate(tags):
+        prefix, dash, kind = tag.partition("-")
+        if tag != "O" and not (prefix in ("B", "I") and dash and kind):
+            raise ValueError(f"BIO tags are O, B-<type> or I-<type>, got {tag!r} at position {i}")
+        if prefix == "I" and kind == open_type:
+            continue
+        if open_type is not None:
+            spans.append((open_type, open_start, i))
+        open_type, open_start = (None, i) if tag == "O" else (kind, i)
+    if open_type is not None:
+        spans.append((open_type, open_start, len(tags)))
+    return spans
+
+
+def _span_scores(
+    tp: np.ndarray, pred_count: np.ndarray, true_count: np.ndarray, labels: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 ``(K,)`` from counts ``(K,)``; undefined ratios are 0, with a warning."""
+    precision = _divide(tp, pred_count, "precision is undefined (nothing predicted)", labels)
+    recall = _divide(tp, true_count, "recall is undefined (nothing true)", labels)
+    f1 = _divide(2 * tp, true_count + pred_count, "F1 is undefined (nothing true or predicted)", labels)
+    return precision, recall, f1
+
+
+def entity_scores(
+    true_tag_seqs: Sequence[Sequence[str]], pred_tag_seqs: Sequence[Sequence[str]]
+) -> dict[str, float | int | dict]:
+    """Entity-level precision, recall and F1 of BIO-tagged sentences, as seqeval computes them by default.
+
+    Entities are read by :func:`bio_spans`; a predicted entity is correct iff an entity of the same
+    type and span is in the truth of its sentence. Undefined ratios (nothing predicted, nothing true)
+    count as 0 with an :class:`UndefinedMetricWarning`, as seqeval's default ``zero_division``.
+
+    Returns:
+        ``precision``, ``recall``, ``f1`` over all entities pooled (micro average); ``support``,
+        ``predicted``, ``correct``: the numbers of true, predicted and correct entities; ``per_type``:
+        ``{type: {precision, recall, f1, support}}`` for each type true or predicted, sorted by name.
+    """
+    pairs = _paired_sentences(true_tag_seqs, pred_tag_seqs)
+    true_spans = {(i, *span) for i, (true, _) in enumerate(pairs) for span in bio_spans(true)}
+    pred_spans = {(i, *span) for i, (_, pred) in enumerate(pairs) for span in bio_spans(pred)}
+    correct = true_spans & pred_spans
+    types = sorted({span[1] for span in true_spans | pred_spans})
+
+    def count(spans: set) -> np.ndarray:
+        per_type = Counter(span[1] for span in spans)
+        return np.array([per_type[kind] for kind in types], dtype=np.int64)
+
+    tp, pred_count, true_count = count(correct), count(pred_spans), count(true_spans)
+    p_type, r_type, f_type = _span_scores(tp, pred_count, true_count, types)
+    with warnings.catch_warnings():
+        if types:  # an undefined pooled ratio is then undefined for every type, already reported
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+        pooled = [np.array([len(spans)]) for spans in (correct, pred_spans, true_spans)]
+        precision, recall, f1 = (float(s[0]) for s in _span_scores(*pooled, ["all entities"]))
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": len(true_spans),
+        "predicted": len(pred_spans),
+        "correct": len(correct),
+        "per_type": {
+            kind: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for kind, p, r, f, n in zip(types, p_type, r_type, f_type, true_count)
+        },
+    }
+
+
+SEGMENTATION_TAGS = ("B", "M", "I", "E", "S")
+
+
+def word_spans(tags: Sequence[str]) -> list[tuple[int, int]]:
+    """The words of one segmentation-tagged sentence as ``(start, end)`` character spans, end exclusive.
+
+    Tags, one per character: BMES (B begins a word, M continues it, E ends it, S is a one-character
+    word), or BIES with I for M; the two-tag B/I scheme reads correctly too. Every character belongs
+    to exactly one word. Ill-formed sequences are read as conlleval reads BIO: a word starts at B or S,
+    at the first character, and after E or S; anything else continues the word before it. So "B B" is
+    two words, a leading M or E opens a word (like I-X after O) and an unfinished "B M" at the end is
+    a word. Any other tag raises ValueError.
+    """
+    starts = []
+    for i, tag in enumerate(tags):
+        if tag not in SEGMENTATION_TAGS:
+            raise ValueError(f"segmentation tags are B, M (or I), E and S, got {tag!r} at position {i}")
+        if i == 0 or tag in ("B", "S") or tags[i - 1] in ("E", "S"):
+            starts.append(i)
+    return list(zip(starts, starts[1:] + [len(tags)]))
+
+
+def segment_words(text: str, tags: Sequence[str]) -> list[str]:
+    """``text`` cut into its words by ``tags``, one tag per character (read as :func:`word_spans`)."""
+    if len(text) != len(tags):
+        raise ValueError(f"{len(text)} characters but {len(tags)} tags")
+    return [text[start:end] for start, end in word_spans(tags)]
+
+
+def segmentation_scores(
+    true_tag_seqs: Sequence[Sequence[str]], pred_tag_seqs: Sequence[Sequence[str]]
+) -> dict[str, float | int]:
+    """Word-level precision, recall and F1 of a segmentation, as the SIGHAN bakeoffs define them.
+
+    A predicted word is correct iff its exact character span is a word of the truth; precision is
+    correct / predicted words, recall correct / true words. (The bakeoff's ``score`` script counts
+    the words that a ``diff`` of the two word lists leaves unchanged: the same, except where repeated
+    strings let diff pair words at different offsets, which spans never do.) Words are read by
+    :func:`word_spans`.
+
+    Returns:
+        ``precision``, ``recall``, ``f1``; ``support``, ``predicted``, ``correct``: the numbers of
+        true, predicted and correct words.
+    """
+    pairs = _paired_sentences(true_tag_seqs, pred_tag_seqs)
+    true_words = {(i, *span) for i, (true, _) in enumerate(pairs) for span in word_spans(true)}
+    pred_words = {(i, *span) for i, (_, pred) in enumerate(pairs) for span in word_spans(pred)}
+    correct = true_words & pred_words
+    counts = [np.array([len(words)]) for words in (correct, pred_words, true_words)]
+    precision, recall, f1 = (float(s[0]) for s in _span_scores(*counts, ["words"]))
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": len(true_words),
+        "predicted": len(pred_words),
+        "correct": len(correct),
     }

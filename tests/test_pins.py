@@ -54,7 +54,8 @@ def installed(name: str) -> Version | None:
 
 def test_the_oracles_are_pinned_exactly():
     pins = dev_pins()
-    for oracle in ("transformers", "peft", "scikit-learn", "scipy", "hypothesis", "pytest", "ruff"):
+    oracles = ("transformers", "peft", "scikit-learn", "scipy", "seqeval", "hypothesis", "pytest", "ruff")
+    for oracle in oracles:
         assert oracle in pins, f"{oracle} has no exact pin in pyproject.toml's dev extra"
     assert "hydra-optuna-sweeper" in pins
 

@@ -1,6 +1,7 @@
-"""The encoder, its heads (classification, masked-LM) and checkpoint I/O."""
+"""The encoder, its heads (classification, masked-LM), a CRF layer for tagging and checkpoint I/O."""
 
 from ftcore.model.bert import BertConfig, BertModel
+from ftcore.model.crf import CRF
 from ftcore.model.heads import MaskedLM, SequenceClassifier
 
-__all__ = ["BertConfig", "BertModel", "MaskedLM", "SequenceClassifier"]
+__all__ = ["BertConfig", "BertModel", "CRF", "MaskedLM", "SequenceClassifier"]
