@@ -233,8 +233,9 @@ def pretrained(tiny_model_dir, corpus_file, tmp_path_factory):
 
 def test_pretraining_learns_and_writes_a_model_directory(pretrained):
     metrics = json.loads((pretrained / "metrics.json").read_text())
-    assert metrics["val"]["masked_accuracy"] > metrics["val_before"]["masked_accuracy"] + 0.1
-    assert metrics["val"]["loss"] < metrics["val_before"]["loss"]
+    # random word sequences: beating the fresh head means learning the words' frequencies (chance is ~1/30)
+    assert metrics["val"]["masked_accuracy"] > metrics["val_before"]["masked_accuracy"] + 0.05
+    assert metrics["val"]["loss"] < metrics["val_before"]["loss"] - 0.5
     assert metrics["val"]["perplexity"] == pytest.approx(np.exp(metrics["val"]["loss"]))
     assert metrics["test"]["targets"] > 0
     model_dir = pretrained / "model"
