@@ -461,18 +461,26 @@ class BertModel(nn.Module):
         return model
 
     @classmethod
+    def from_hf(cls, path: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                allow_pickle: bool = False) -> tuple[BertModel, dict[str, torch.Tensor], str]:  # fmt: skip
+        """The encoder of an HF-format directory (rows of a grown vocabulary back in the added-token
+        table, see :meth:`split_vocabulary`), the file's other top-level tensors (``classifier.*``,
+        ``cls.predictions.*``) for a head to read, and the weights' source for messages."""
+        config, state, other, source = read_hf_checkpoint(path, allow_pickle)
+        model = cls.from_state(
+            BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
+        )
+        model.split_vocabulary(config.get(ADDED_VOCAB_KEY))
+        return model, other, source
+
+    @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype = torch.float32,
                         allow_pickle: bool = False) -> BertModel:  # fmt: skip
         """Load an HF-format directory (config.json + model.safetensors, with or without the ``bert.``
         prefix; classifier and pre-training heads in the file are ignored; rows of a grown vocabulary
         become the added-token table again, see :meth:`split_vocabulary`). Pickled
         ``pytorch_model.bin`` weights are read only with ``allow_pickle=True``."""
-        config, state, _, source = read_hf_checkpoint(path, allow_pickle)
-        model = cls.from_state(
-            BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
-        )
-        model.split_vocabulary(config.get(ADDED_VOCAB_KEY))
-        return model
+        return cls.from_hf(path, dtype, allow_pickle)[0]
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write an HF-format directory that ``from_pretrained`` (ours or transformers') reads back."""

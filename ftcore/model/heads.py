@@ -20,11 +20,9 @@ from torch import nn
 from ftcore.errors import CheckpointError, ConfigError
 from ftcore.model.bert import ACTIVATIONS, BertConfig, BertModel, Embeddings
 from ftcore.model.checkpoint_io import (
-    ADDED_VOCAB_KEY,
     export_masked_lm,
     load_state_strict,
     mlm_head_from_hf,
-    read_hf_checkpoint,
 )
 from ftcore.model.ops import Dropout
 
@@ -166,11 +164,7 @@ class SequenceClassifier(nn.Module):
         A ``classifier.*`` head in the file (e.g. an exported ``BertForSequenceClassification``) is loaded
         when its shape fits ``num_labels``; otherwise the head starts fresh, as for any new task.
         """
-        config, state, other, source = read_hf_checkpoint(path, allow_pickle)
-        encoder = BertModel.from_state(
-            BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
-        )
-        encoder.split_vocabulary(config.get(ADDED_VOCAB_KEY))
+        encoder, other, source = BertModel.from_hf(path, dtype, allow_pickle)
         model = cls(encoder, num_labels, problem, pooling, **head_kwargs)
         head = {k.removeprefix("classifier."): v for k, v in other.items() if k.startswith("classifier.")}
         expected = model.head.classifier.state_dict()
@@ -255,14 +249,11 @@ class MaskedLM(nn.Module):
                         allow_pickle: bool = False) -> MaskedLM:  # fmt: skip
         """Encoder from an HF-format directory, with the masked-LM head ``cls.predictions.*`` when the
         file has it (checked strictly) and a freshly initialised one otherwise."""
-        config, state, other, source = read_hf_checkpoint(path, allow_pickle)
-        encoder = BertModel.from_state(
-            BertConfig.from_dict(config, os.path.join(path, "config.json")), state, source, dtype
-        )
+        encoder, other, source = BertModel.from_hf(path, dtype, allow_pickle)
+        emb = encoder.embeddings
+        table = emb.word.weight if emb.added is None else torch.cat([emb.word.weight, emb.added.weight])
         decoder = other.get("cls.predictions.decoder.weight")
-        if decoder is not None and not torch.equal(
-            decoder, state["embeddings.word.weight"].to(decoder.dtype)
-        ):
+        if decoder is not None and not torch.equal(decoder.to(table.dtype), table):
             raise CheckpointError(f"{source}: cls.predictions.decoder.weight differs from the word embeddings; "
                                   "an untied masked-LM decoder is not supported")  # fmt: skip
         head_state = mlm_head_from_hf(other)
@@ -271,9 +262,7 @@ class MaskedLM(nn.Module):
             with torch.device("meta"):
                 head = MaskedLMHead(encoder.config)
             load_state_strict(head, head_state, source + " (cls.predictions)", dtype)
-        model = cls(encoder, head)
-        encoder.split_vocabulary(config.get(ADDED_VOCAB_KEY))
-        return model.to(dtype)
+        return cls(encoder, head).to(dtype)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write an HF ``BertForMaskedLM`` directory (see ``checkpoint_io.export_masked_lm``)."""

@@ -45,19 +45,27 @@ PRETRAINING_RECORD = "ftcore_pretraining.json"  # in a pretraining run's model/:
 COSMETIC_TRAINER_KEYS = ("progress", "log_every", "threads", "compile", "retain_memory")
 
 
-def fingerprint(cfg: Config, data: TaskData, precision: str) -> dict:
+def fingerprint(cfg: Config | PretrainConfig, precision: str, trained_on: tuple[np.ndarray, ...],
+                counts: dict[str, int]) -> dict:  # fmt: skip
     """What a checkpoint must agree with to be resumed: the config (less cosmetic keys), the precision
-    actually used (``auto`` resolves per machine) and a digest of the encoded training data."""
+    actually used (``auto`` resolves per machine), the training data's ``counts`` and a digest of its
+    encoded arrays ``trained_on``."""
     d = dataclasses.asdict(cfg)
     d.pop("resume")
     for key in COSMETIC_TRAINER_KEYS:
         d["trainer"].pop(key)
-    train = data.splits["train"]
     digest = hashlib.sha256()
-    for array in (train.encoded.ids, train.encoded.offsets, train.labels):
+    for array in trained_on:
         digest.update(np.ascontiguousarray(array).tobytes())
-    d["resolved"] = {"precision": precision, "train_examples": len(train), "train_sha256": digest.hexdigest()}
+    d["resolved"] = {"precision": precision, **counts, "train_sha256": digest.hexdigest()}
     return d
+
+
+def train_fingerprint(cfg: Config, data: TaskData, precision: str) -> dict:
+    """:func:`fingerprint` of a fine-tuning run: its encoded training split and labels."""
+    train = data.splits["train"]
+    trained_on = (train.encoded.ids, train.encoded.offsets, train.labels)
+    return fingerprint(cfg, precision, trained_on, {"train_examples": len(train)})
 
 
 def seed_everything(seed: int) -> None:
@@ -182,7 +190,8 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
                                   augment_prob=cfg.data.augment_prob if cfg.data.augment != "none" else 0.0,
                                   window_pool=cfg.data.window_pool)  # fmt: skip
         result = fit(model, task, cfg.trainer, cfg.optim, run_dir, device, precision,
-                     fingerprint(cfg, data, precision), resume=cfg.resume is not None, dist=dist, extra_state=extra)  # fmt: skip
+                     train_fingerprint(cfg, data, precision), resume=cfg.resume is not None, dist=dist,
+                     extra_state=extra)  # fmt: skip
         if result is not None and dist.is_main:
             save_json(result, run_dir / "metrics.json")
             log.info("test %s=%.4f (best step %s); metrics in %s", result["metric"], result["test"].get(result["metric"]) or 0.0,

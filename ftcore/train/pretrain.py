@@ -16,7 +16,6 @@ added rows start, so frozen-base methods keep training them (see ``BertModel.spl
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -46,10 +45,10 @@ from ftcore.train.distributed import (
     gather_objects,
 )
 from ftcore.train.experiment import (
-    COSMETIC_TRAINER_KEYS,
     PRETRAINING_RECORD,
     REVIEW_SPLIT_KEYS,
     extend_vocabulary,
+    fingerprint,
     run_context,
 )
 from ftcore.train.logging import log
@@ -234,19 +233,6 @@ class MaskedLMTask:
 # the run
 
 
-def fingerprint(cfg: PretrainConfig, train: EncodedTexts, precision: str) -> dict:
-    """What a checkpoint must agree with to be resumed (as ``experiment.fingerprint`` for fine-tuning)."""
-    d = dataclasses.asdict(cfg)
-    d.pop("resume")
-    for key in COSMETIC_TRAINER_KEYS:
-        d["trainer"].pop(key)
-    digest = hashlib.sha256()
-    for array in (train.ids, train.offsets):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    d["resolved"] = {"precision": precision, "train_texts": len(train), "train_sha256": digest.hexdigest()}
-    return d
-
-
 def build_masked_lm(cfg: PretrainConfig, model_dir: Path, tokenizer: TextTokenizer) -> MaskedLM:
     """Pretrained encoder (+ its masked-LM head when the checkpoint has one), vocabulary grown to the
     tokenizer's, method applied; the pooler stays frozen (masked-LM gives it no gradient)."""
@@ -305,9 +291,10 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path) -> dict | None:
         before_training = task.evaluate(
             model.to(device), "validation", cfg.trainer.eval_batch_size, device, precision, dist
         )
-        result = fit(model, task, cfg.trainer, cfg.optim, run_dir, device, precision,
-                     fingerprint(cfg, splits["train"], precision), resume=cfg.resume is not None, dist=dist,
-                     extra_state=extra)  # fmt: skip
+        train = splits["train"]
+        resumable = fingerprint(cfg, precision, (train.ids, train.offsets), {"train_texts": len(train)})
+        result = fit(model, task, cfg.trainer, cfg.optim, run_dir, device, precision, resumable,
+                     resume=cfg.resume is not None, dist=dist, extra_state=extra)  # fmt: skip
         if result is not None and dist.is_main:
             result["val_before"] = before_training
             save_model_dir(model.cpu(), tokenizer, cfg.corpus, run_dir / "model")
