@@ -37,10 +37,19 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.records import append_records, environment  # noqa: E402
 from ftcore.cli import fail  # noqa: E402
 
-METRICS = ("accuracy", "f1_macro", "roc_auc", "loss")
+METRICS = ("accuracy", "f1_macro", "roc_auc", "loss")  # of sequence classification; tagging keeps its own
+TAGGING_METRICS = ("entity_f1", "entity_precision", "entity_recall", "per_type", "word_f1", "word_precision",
+                   "word_recall", "token_accuracy", "loss")  # fmt: skip
 TRAINABLE = re.compile(r"trainable parameters: ([\d,]+) of ([\d,]+)")
 DATA = re.compile(r"data: (\{.*\})$", re.M)
 VOCAB = re.compile(r"vocabulary extended by (\d+) tokens: \[UNK\] rate ([\d.]+)% -> ([\d.]+)%")
+
+
+def scores(split: dict) -> dict:
+    """The metrics a record keeps of one split: classification's, or a tagging task's that it has."""
+    if "token_accuracy" in split:
+        return {k: split[k] for k in TAGGING_METRICS if k in split}
+    return {k: split.get(k) for k in METRICS}
 
 
 def run_preset(preset: str, overrides: list[str], run_dir: Path) -> dict:
@@ -68,8 +77,9 @@ def run_preset(preset: str, overrides: list[str], run_dir: Path) -> dict:
         "unk_percent": [float(vocab.group(2)), float(vocab.group(3))] if vocab else None,
         "trainable_parameters": int(trainable.replace(",", "")),
         "total_parameters": int(total.replace(",", "")),
-        "val": {k: metrics["val"].get(k) for k in METRICS},
-        "test": {k: metrics["test"].get(k) for k in METRICS},
+        "metric": metrics["metric"],
+        "val": scores(metrics["val"]),
+        "test": scores(metrics["test"]),
         "train_samples_per_s": metrics["train_samples_per_s"],
         "precision": metrics["precision"],
         "wall_seconds": wall,

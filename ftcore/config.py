@@ -11,11 +11,24 @@ from ftcore.data.long_text import LONG_TEXT_MODES, WINDOW_POOLS
 from ftcore.data.tokenizer import TRUNCATIONS
 from ftcore.errors import ConfigError
 from ftcore.metrics import SCALAR_METRICS
-from ftcore.model.heads import POOLINGS, PROBLEMS
+from ftcore.model.heads import POOLINGS, PROBLEMS, TOKEN_CLASSIFICATION
 from ftcore.model.ops import check_dropout
 from ftcore.optim.schedules import SCHEDULES
 
-DATA_SOURCES = ("reviews", "jsonl", "csv", "tsv")
+DATA_SOURCES = (
+    "reviews",
+    "jsonl",
+    "csv",
+    "tsv",
+    "conll",
+    "peoples_daily_ner",
+    "peoples_daily_cws",
+    "peoples_daily_pos",
+)
+TAGGING_SOURCES = ("conll", "peoples_daily_ner", "peoples_daily_cws", "peoples_daily_pos")  # tagged only
+BUILTIN_SOURCES = ("reviews", "peoples_daily_ner", "peoples_daily_cws", "peoples_daily_pos")  # no files
+DATA_PROBLEMS = (*PROBLEMS, TOKEN_CLASSIFICATION)
+TAG_SCHEMES = ("bio", "bmes", "none")
 CLASS_WEIGHTS = ("none", "balanced")
 RESAMPLING = ("none", "oversample", "undersample")
 AUGMENTATIONS = ("none", "delete_swap")
@@ -55,6 +68,14 @@ class DataConfig:
       label; evaluation and prediction pool a document's window logits (``window_pool``: mean | max)
       and score each document once. Single texts only. Sampling, subsets and class weights count
       documents.
+
+    Token classification (``problem=token_classification``): every word of a sentence gets a tag.
+    ``name`` is ``peoples_daily_ner`` | ``peoples_daily_cws`` | ``peoples_daily_pos`` (the People's Daily
+    1998 corpus as character BIO entities, BMES segmentation or word-level POS, split by sentence with
+    ``split_seed`` and the fractions), ``conll`` (token and tag per line) or ``jsonl`` (``tokens_field``
+    and ``tags_field`` lists). ``tag_scheme`` (bio | bmes | none) checks the tags and constrains the CRF.
+    A sentence longer than ``max_length`` tokens is read as overlapping windows (``window_stride``), and
+    each word is predicted by exactly one of them: the one where it sits furthest from the edges.
     """
 
     name: str = "reviews"
@@ -83,17 +104,32 @@ class DataConfig:
     long_text: str = "truncate"
     window_stride: int | None = None
     window_pool: str = "mean"
+    tokens_field: str = "tokens"
+    tags_field: str = "tags"
+    tag_scheme: str = "bio"
 
     def validate(self) -> None:
         check_choice("data.name", self.name, DATA_SOURCES)
+        check_choice("data.tag_scheme", self.tag_scheme, TAG_SCHEMES)
         check_choice("data.truncation", self.truncation, TRUNCATIONS)
         check_choice("data.long_text", self.long_text, LONG_TEXT_MODES)
         check_choice("data.window_pool", self.window_pool, WINDOW_POOLS)
-        check_choice("data.problem", self.problem, PROBLEMS)
+        check_choice("data.problem", self.problem, DATA_PROBLEMS)
+        tagging = self.problem == TOKEN_CLASSIFICATION
+        if self.name in TAGGING_SOURCES and not tagging:
+            raise ConfigError(
+                f"data={self.name} holds tagged sentences; set data.problem={TOKEN_CLASSIFICATION}"
+            )
+        if tagging and self.name not in (*TAGGING_SOURCES, "jsonl"):
+            raise ConfigError(f"data.problem={TOKEN_CLASSIFICATION} reads data=conll, jsonl or "
+                              f"peoples_daily_ner/cws/pos, not data={self.name}")  # fmt: skip
+        if tagging and (self.long_text != "truncate" or self.text_pair_field is not None):
+            raise ConfigError(f"data.problem={TOKEN_CLASSIFICATION} reads long sentences as windows by itself; "
+                              "data.long_text and data.text_pair_field do not apply")  # fmt: skip
         check_choice("data.class_weights", self.class_weights, CLASS_WEIGHTS)
         check_choice("data.resample", self.resample, RESAMPLING)
         check_choice("data.augment", self.augment, AUGMENTATIONS)
-        if self.name != "reviews" and not self.train_file:
+        if self.name not in BUILTIN_SOURCES and not self.train_file:
             raise ConfigError(
                 f"data.train_file is required for data={self.name}; give the path of the training file"
             )
@@ -116,6 +152,8 @@ class DataConfig:
             raise ConfigError(f"data.pad_to_multiple={self.pad_to_multiple} must be at least 1")
         if self.problem != "single_label" and (self.class_weights != "none" or self.resample != "none"):
             raise ConfigError("data.class_weights and data.resample apply to single_label problems only")
+        if self.problem == TOKEN_CLASSIFICATION and self.augment != "none":
+            raise ConfigError("data.augment applies to sequence classification only (it would move tags)")
         budget = self.max_length - (2 if self.text_pair_field is None else 3)  # tokens left for the texts
         if self.head_tokens is not None and not 0 <= self.head_tokens < budget:
             raise ConfigError(
@@ -142,7 +180,11 @@ class ModelConfig:
     ``path`` takes any local HF-format BERT directory instead. ``extend_vocab`` adds characters of the
     training texts that the vocabulary can only spell as [UNK] (e.g. Chinese for an English model),
     seen at least ``extend_vocab_min_freq`` times, as new tokens with fresh embedding rows (initialised
-    as ``extend_vocab_init``: the mean pretrained embedding, or that mean plus noise).
+    as ``extend_vocab_init``: the mean pretrained embedding, or that mean plus noise);
+    ``extend_vocab_relearn`` also gives new rows to the characters the vocabulary has of a script it
+    mostly lacks (the few hundred Chinese characters of an English vocabulary), so they train like the
+    added ones (see ``TextTokenizer.extend_vocabulary``). ``crf`` puts a
+    linear-chain CRF over a token classifier's tags (trained by log-likelihood, decoded by Viterbi).
     """
 
     name: str = "minilm"
@@ -150,10 +192,12 @@ class ModelConfig:
     pooling: str = "mean"
     classifier_dropout: float | None = None
     label_smoothing: float = 0.0
+    crf: bool = False
     extend_vocab: bool = False
     extend_vocab_min_freq: int = 3
     extend_vocab_init: str = "mean"
     extend_vocab_max_new: int | None = None
+    extend_vocab_relearn: bool = True
 
     def validate(self) -> None:
         check_choice("model.pooling", self.pooling, POOLINGS)

@@ -39,6 +39,8 @@ SCALAR_METRICS = {
     "multi_label": ("f1_micro", "f1_macro", "subset_accuracy", "precision_micro", "recall_micro",
                     "precision_macro", "recall_macro", "roc_auc"),
     "regression": ("mse", "mae", "pearson"),
+    "token_classification": ("entity_f1", "entity_precision", "entity_recall", "word_f1", "word_precision",
+                             "word_recall", "token_accuracy"),
 }  # fmt: skip
 LOWER_IS_BETTER = ("loss", "mse", "mae", "perplexity")
 DEFAULT_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse"}
@@ -585,3 +587,27 @@ def segmentation_scores(
         "predicted": len(pred_words),
         "correct": len(correct),
     }
+
+
+TAGGING_METRIC = {"bio": "entity_f1", "bmes": "word_f1", "none": "token_accuracy"}  # default per tag scheme
+
+
+def tagging_metrics(
+    scheme: str, true_tag_seqs: Sequence[Sequence[str]], pred_tag_seqs: Sequence[Sequence[str]]
+) -> dict:
+    """The metrics of a tagging task by its tag scheme: ``token_accuracy`` always; for ``bio``
+    ``entity_precision``/``entity_recall``/``entity_f1`` (micro) and ``per_type`` (:func:`entity_scores`);
+    for ``bmes`` ``word_precision``/``word_recall``/``word_f1`` (:func:`segmentation_scores`)."""
+    metrics: dict = {"token_accuracy": token_accuracy(true_tag_seqs, pred_tag_seqs)}
+    if scheme == "bio":
+        scores = entity_scores(true_tag_seqs, pred_tag_seqs)
+        metrics.update(
+            {f"entity_{k}": scores[k] for k in ("precision", "recall", "f1", "support", "predicted")}
+        )
+        metrics["per_type"] = scores["per_type"]
+    elif scheme == "bmes":
+        scores = segmentation_scores(true_tag_seqs, pred_tag_seqs)
+        metrics.update(
+            {f"word_{k}": scores[k] for k in ("precision", "recall", "f1", "support", "predicted")}
+        )
+    return metrics

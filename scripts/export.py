@@ -2,8 +2,10 @@
 
     peft     adapter_config.json + adapter_model.safetensors for peft (LoRA, DoRA, prefix tuning), the
              classifier in modules_to_save; load with PeftModel.from_pretrained over the same base model
-    hf       a merged BertForSequenceClassification directory (needs model.pooling=pooler)
-    ftcore   a merged standalone ftcore checkpoint (any pooling, any method)
+    hf       a merged BertForSequenceClassification directory (needs model.pooling=pooler), or for a token
+             classifier a BertForTokenClassification directory (a CRF's scores, which it has no place
+             for, go beside it in crf.safetensors)
+    ftcore   a merged standalone ftcore checkpoint (any pooling, any method, CRF included)
 
 Every format also gets the run's tokenizer and labels.json, so the directory is self-contained.
 """
@@ -14,14 +16,16 @@ from pathlib import Path
 
 from ftcore import cli
 from ftcore.config import check_choice
-from ftcore.files import save_json
+from ftcore.files import save_json, save_safetensors
 from ftcore.methods.adapters import save_classifier
 from ftcore.methods.lora import merge_lora
 from ftcore.methods.peft_io import export_peft
-from ftcore.model.checkpoint_io import export_hf
+from ftcore.model.checkpoint_io import export_hf, export_hf_token_classifier
+from ftcore.model.heads import TokenClassifier
 from ftcore.train.experiment import RUN_CHECKPOINTS, load_run
 
 DEFAULTS = {"run_dir": "", "format": "", "out": "", "checkpoint": "best"}
+CRF_WEIGHTS = "crf.safetensors"  # a CRF's transition/start/end scores beside an HF token classifier
 MARKER = "ftcore_export.json"  # written last; an existing out= is replaced only if it carries one
 
 
@@ -38,6 +42,9 @@ def main() -> None:
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / MARKER).is_file())):
         cli.fail(f"out={out} exists and is not an earlier export; choose a new or empty directory")
     run = load_run(args["run_dir"], args["checkpoint"])
+    tagger = isinstance(run.model, TokenClassifier)
+    if tagger and args["format"] == "peft":
+        cli.fail("format=peft exports sequence classifiers; export this token classifier as hf or ftcore")
     tmp = out.with_name(out.name + ".tmp")  # never leave a half-written export that looks complete
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -47,8 +54,13 @@ def main() -> None:
             merge_lora(run.model)
             if run.model.encoder.prefix is not None:
                 run.model.encoder.prefix.fold()
-            if args["format"] == "hf":
-                export_hf(run.model, tmp, dict(enumerate(map(str, run.labels.names))))
+            id2label = dict(enumerate(map(str, run.labels.names)))
+            if args["format"] == "hf" and tagger:
+                export_hf_token_classifier(run.model, tmp, id2label)
+                if run.model.head.crf is not None:
+                    save_safetensors(dict(run.model.head.crf.state_dict()), tmp / CRF_WEIGHTS)
+            elif args["format"] == "hf":
+                export_hf(run.model, tmp, id2label)
             else:
                 save_classifier(run.model, tmp)
         run.tokenizer.save(tmp)
@@ -64,6 +76,9 @@ def main() -> None:
         shutil.rmtree(out)
     tmp.rename(out)
     print(f"exported {args['format']} to {out}")
+    if args["format"] == "hf" and tagger and run.model.head.crf is not None:
+        print(f"note: BertForTokenClassification has no CRF; its transition scores are in {out / CRF_WEIGHTS} "
+              "(ftcore format), and transformers alone decodes each token by argmax")  # fmt: skip
 
 
 if __name__ == "__main__":

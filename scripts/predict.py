@@ -6,6 +6,13 @@ in label-id order; the predicted value for regression), and ``truncated`` when t
 than ``data.max_length`` tokens. Texts are encoded as the run was trained (``data.truncation``, or with
 ``data.long_text=windows`` read whole as windows whose logits are pooled per text: never truncated).
 Empty lines give ``label: null``. Adapters are merged first.
+
+A token-classification run tags every token instead: a ``.txt`` line is split into tokens (characters for
+the character-level People's Daily tasks, whitespace-separated words otherwise; ``split=char|words``
+overrides), a ``.jsonl`` line may give its ``tokens`` list instead of the text. Output: ``text``,
+``tokens``, ``tags`` and, with BIO tags, ``entities`` (``{"text", "type", "start", "end"}``, character
+offsets into the text, end exclusive); with BMES tags, ``words`` (the same without a type). Sentences
+longer than ``data.max_length`` tokens are read as windows: every token gets a tag.
 """
 
 import json
@@ -15,26 +22,33 @@ from pathlib import Path
 import numpy as np
 
 from ftcore import cli
+from ftcore.config import check_choice
 from ftcore.data.dataset import encode_texts
+from ftcore.data.tagging import CHARACTER_TASKS, TagSpace, encode_sentences, split_text
 from ftcore.errors import DataError
 from ftcore.files import save_text
 from ftcore.methods.lora import merge_lora
+from ftcore.metrics import bio_spans, word_spans
 from ftcore.train.experiment import load_run
 from ftcore.train.precision import resolve_device, resolve_precision
-from ftcore.train.task import predict
+from ftcore.train.task import predict, predict_tags
 
-DEFAULTS = {"run_dir": "", "input": "", "output": "-", "checkpoint": "best", "batch_size": 64}
+DEFAULTS = {"run_dir": "", "input": "", "output": "-", "checkpoint": "best", "batch_size": 64, "split": ""}
+
+
+def read_lines(source: str) -> list[str]:
+    """The lines of a file, or of stdin for ``-``."""
+    if source == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        return Path(source).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(source, f"cannot read the input ({e})") from None
 
 
 def read_inputs(source: str, text_field: str, pair_field: str | None) -> list[tuple[str, str | None]]:
     """(text, text pair) per input line; JSON lines when the file ends in .jsonl."""
-    if source == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        try:
-            lines = Path(source).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(source, f"cannot read the input ({e})") from None
+    lines = read_lines(source)
     if not source.endswith(".jsonl"):
         if pair_field is not None:
             raise DataError(
@@ -56,6 +70,72 @@ def read_inputs(source: str, text_field: str, pair_field: str | None) -> list[tu
     return rows
 
 
+def read_tagging_inputs(source: str, tokens_field: str, by_character: bool) -> list[dict]:
+    """Per input line ``{"text", "tokens", "spans"}``: the text split into tokens with their character
+    offsets; a JSON line with ``tokens_field`` gives its tokens instead (offsets into them joined by spaces)."""
+    if not source.endswith(".jsonl"):
+        return [dict(zip(("text", "tokens", "spans"), (text, *split_text(text, by_character))))
+                for text, _ in read_inputs(source, "text", None)]  # fmt: skip
+    rows = []
+    for number, line in enumerate(read_lines(source), start=1):
+        try:
+            record = json.loads(line) if line.strip() else {"text": ""}
+        except json.JSONDecodeError as e:
+            raise DataError(source, f"not a JSON object ({e})", number) from None
+        tokens = record.get(tokens_field) if isinstance(record, dict) else None
+        if tokens is None:
+            if not isinstance(record, dict) or "text" not in record:
+                raise DataError(
+                    source, f"expected a JSON object with {tokens_field!r} (a list) or 'text'", number
+                )
+            text = str(record["text"])
+            rows.append(dict(zip(("text", "tokens", "spans"), (text, *split_text(text, by_character)))))
+            continue
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t.strip() for t in tokens):
+            raise DataError(source, f"field {tokens_field!r} must be a list of non-blank strings", number)
+        starts = np.cumsum([0] + [len(t) + 1 for t in tokens[:-1]]).tolist()
+        spans = [(a, a + len(t)) for a, t in zip(starts, tokens)]
+        rows.append({"text": " ".join(tokens), "tokens": tokens, "spans": spans})
+    return rows
+
+
+def tag_texts(run, model, args: dict, cfg, device, precision) -> list[dict]:
+    """The output records of a token-classification run (see the module docstring)."""
+    split = args["split"] or ("char" if cfg.data.name in CHARACTER_TASKS else "words")
+    check_choice("split", split, ("char", "words"))
+    rows = read_tagging_inputs(args["input"], cfg.data.tokens_field, split == "char")
+    keep = [i for i, row in enumerate(rows) if row["tokens"]]
+    encoded = encode_sentences(run.tokenizer, [rows[i]["tokens"] for i in keep], cfg.data.max_length,
+                               cfg.data.window_stride)  # fmt: skip
+    predicted = (
+        predict_tags(model, encoded, args["batch_size"], device, precision, run.tokenizer.pad_id)[0]
+        if keep
+        else []
+    )
+    results = [{"text": row["text"], "tokens": row["tokens"], "tags": []} for row in rows]
+    scheme = run.labels.scheme
+    for slot, i in enumerate(keep):
+        tags = [run.labels.names[t] for t in predicted[slot]]
+        text, spans = rows[i]["text"], rows[i]["spans"]
+        results[i]["tags"] = tags
+        if scheme == "bio":
+            results[i]["entities"] = [
+                {
+                    "text": text[spans[a][0] : spans[b - 1][1]],
+                    "type": kind,
+                    "start": spans[a][0],
+                    "end": spans[b - 1][1],
+                }
+                for kind, a, b in bio_spans(tags)
+            ]
+        elif scheme == "bmes":
+            results[i]["words"] = [
+                {"text": text[spans[a][0] : spans[b - 1][1]], "start": spans[a][0], "end": spans[b - 1][1]}
+                for a, b in word_spans(tags)
+            ]
+    return results
+
+
 def main() -> None:
     args, overrides = cli.parse_key_values(sys.argv[1:], DEFAULTS, required=("run_dir", "input"))
     if args["batch_size"] < 1:
@@ -70,6 +150,11 @@ def main() -> None:
         model.encoder.prefix.fold()
     model.to(device)
 
+    if isinstance(run.labels, TagSpace):
+        write(tag_texts(run, model, args, cfg, device, precision), args["output"])
+        return
+    if args["split"]:
+        cli.fail("split= applies to token-classification runs only")
     rows = read_inputs(args["input"], cfg.data.text_field, cfg.data.text_pair_field)
     keep = [i for i, (text, _) in enumerate(rows) if text]
     outputs = np.zeros((0,))
@@ -92,11 +177,16 @@ def main() -> None:
         results[i].update(label=label, scores=np.atleast_1d(scores).tolist())
         if truncated[slot]:
             results[i]["truncated"] = True
+    write(results, args["output"])
+
+
+def write(results: list[dict], output: str) -> None:
+    """One JSON object per line, to stdout (``-``) or written whole to a file."""
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
-    if args["output"] == "-":
+    if output == "-":
         sys.stdout.write(lines)
     else:
-        save_text(lines, args["output"])
+        save_text(lines, output)
 
 
 if __name__ == "__main__":

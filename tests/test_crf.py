@@ -31,20 +31,25 @@ def random_batch(num_tags: int, lengths: list[int], generator: torch.Generator, 
     return emissions, tags, mask
 
 
-def path_score(crf: CRF, emissions: torch.Tensor, path: tuple[int, ...]) -> float:
-    """s(y) of one sentence ``emissions (n, T)``, written out term by term in float64."""
+def path_score(
+    crf: CRF, emissions: torch.Tensor, path: tuple[int, ...], begins: bool = True, ends: bool = True
+) -> float:
+    """s(y) of one sentence ``emissions (n, T)``, written out term by term in float64; a window that does
+    not begin (end) its sentence has no start (end) term."""
     with torch.no_grad():
-        transitions, start, end = (s.double() for s in crf._scores())
-    score = start[path[0]] + end[path[-1]]
+        transitions, start, end = (s.double() for s in crf._scores(1, None, None))
+    score = (start[0, path[0]] if begins else 0.0) + (end[0, path[-1]] if ends else 0.0)
     score += sum(emissions[t, tag].double() for t, tag in enumerate(path))
     score += sum(transitions[a, b] for a, b in itertools.pairwise(path))
     return float(score)
 
 
-def all_paths(crf: CRF, emissions: torch.Tensor, length: int) -> dict[tuple[int, ...], float]:
+def all_paths(
+    crf: CRF, emissions: torch.Tensor, length: int, begins: bool = True, ends: bool = True
+) -> dict[tuple[int, ...], float]:
     """Every one of the T^length paths of a sentence and its score."""
     return {
-        path: path_score(crf, emissions[:length], path)
+        path: path_score(crf, emissions[:length], path, begins, ends)
         for path in itertools.product(range(crf.num_tags), repeat=length)
     }
 
@@ -70,6 +75,31 @@ def test_log_partition_and_gold_score_equal_enumeration(num_tags, seed):
         assert score[b].item() == pytest.approx(paths[tuple(tags[b, :n].tolist())], abs=1e-5)
     expected = score - log_z
     torch.testing.assert_close(crf.log_likelihood(emissions, tags, mask), expected)
+
+
+def test_windows_that_do_not_begin_or_end_a_sentence_drop_those_scores_and_constraints():
+    """A window in the middle of a long sentence may start with I-X: with ``begins`` False the start
+    scores and the start constraint do not apply, with ``ends`` False neither do the end ones."""
+    g = torch.Generator().manual_seed(7)
+    names = ["O", "B-PER", "I-PER"]
+    crf = CRF(3, *bio_constraints(names))
+    with torch.no_grad():
+        for p in (crf.transitions, crf.start, crf.end):
+            p.copy_(torch.randn(p.shape, generator=g))
+    lengths = [3, 2, 3, 1]
+    emissions, _, mask = random_batch(3, lengths, g, scale=2.0)
+    tags = torch.tensor([[2, 2, 0], [2, 1, 0], [0, 1, 2], [2, 0, 0]])  # rows 0, 1 and 3 start with I-PER
+    begins = torch.tensor([False, False, True, False])
+    ends = torch.tensor([True, False, False, False])
+    log_z = crf.log_partition(emissions, mask, begins, ends)
+    likelihood = crf.log_likelihood(emissions, tags, mask, begins, ends)
+    for b, n in enumerate(lengths):
+        paths = all_paths(crf, emissions[b], n, bool(begins[b]), bool(ends[b]))
+        assert log_z[b].item() == pytest.approx(log_sum_exp(paths.values()), abs=1e-4)
+        gold = paths[tuple(tags[b, :n].tolist())]
+        assert likelihood[b].item() == pytest.approx(gold - log_sum_exp(paths.values()), abs=1e-4)
+    assert (likelihood > -100).all()  # an I-PER opening a window is a valid path there
+    assert crf.log_likelihood(emissions, tags, mask)[0] < -1000  # but not at a sentence's start
 
 
 @pytest.mark.parametrize("num_tags", [3, 4])

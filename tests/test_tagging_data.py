@@ -100,6 +100,7 @@ def test_conll_keeps_any_tags_without_a_scheme_and_checks_bmes(tmp_path):
         ("Peter B-PER\nBlackburn I\n", 2, ["'I'", "no entity type"]),
         ("Peter B-PER\nBlackburn PER\n", 2, ["'PER'", "not BIO"]),
         ("Peter B-\n", 1, ["'B-'", "not BIO"]),
+        ("EU NNP B-ORG\nrejects VBZ O\n\nNew York NNP B-LOC\n", 4, ["4 columns", "line 1 has 3"]),
     ],
 )
 def test_conll_malformed_lines(tmp_path, content, line, words):

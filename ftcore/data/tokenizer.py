@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -269,7 +270,7 @@ class TextTokenizer:
         return ids.count(self.unk_id) / len(ids) if ids else 0.0
 
     def extend_vocabulary(
-        self, texts: Sequence[str], min_freq: int = 2, max_new: int | None = None
+        self, texts: Sequence[str], min_freq: int = 2, max_new: int | None = None, relearn: bool = False
     ) -> list[str]:
         """Give frequent characters that WordPiece cannot spell their own token ids.
 
@@ -280,6 +281,12 @@ class TextTokenizer:
         Afterwards each such character encodes to its own id wherever it occurs, and the text around it
         is split off and tokenized as before; text that tokenized without ``[UNK]`` is unchanged.
 
+        ``relearn`` also moves the characters of a script the vocabulary mostly lacks (more than half of
+        the script's frequent characters in ``texts`` are unknown, by :func:`script_of`) that *are* in
+        the vocabulary to added ids: an English vocabulary holds a few hundred common Chinese characters
+        whose pretrained rows learned next to nothing, and frozen-base methods would never train them.
+        Their old entries are renamed ``[relearned:<char>]`` (ids unchanged, never produced again).
+
         The model's embedding matrix must grow to the new :attr:`vocab_size`.
         Returns the added characters in id order.
         """
@@ -288,22 +295,73 @@ class TextTokenizer:
         for raw_char, count in Counter(chain.from_iterable(texts)).items():
             for char in self._tokenizer.normalizer.normalize_str(raw_char):
                 counts[char] += count
+        frequent = [char for char, count in counts.items() if count >= min_freq and not char.isspace()]
         vocab = self._tokenizer.get_vocab(with_added_tokens=True)
         prefix = self._tokenizer.model.continuing_subword_prefix
-        new = [
-            char
-            for char, count in counts.items()
-            if count >= min_freq and not char.isspace() and char not in vocab and prefix + char not in vocab
-        ]
-        new.sort(key=lambda char: (-counts[char], char))
+        known = {char for char in frequent if char in vocab or prefix + char in vocab}
+        if relearn:
+            scripts = Counter(script_of(char) for char in frequent)
+            unknown = Counter(script_of(char) for char in frequent if char not in known)
+            mostly_unknown = {script for script, n in unknown.items() if script and n > scripts[script] / 2}
+            retired = {char for char in known if script_of(char) in mostly_unknown}
+            if retired:
+                self._retire(retired)
+                known -= retired
+        new = sorted((char for char in frequent if char not in known), key=lambda char: (-counts[char], char))
         new = new[:max_new]
         self._tokenizer.add_tokens([AddedToken(char, normalized=True, special=False) for char in new])
         return new
+
+    def _retire(self, chars: set[str]) -> None:
+        """Rename the vocabulary entries of ``chars`` (alone and as ``##char``) so they are never produced."""
+        model = self._tokenizer.model
+        prefix = model.continuing_subword_prefix
+        vocab = self._tokenizer.get_vocab(with_added_tokens=False)
+        renamed = {}
+        for token, i in vocab.items():
+            char = token.removeprefix(prefix)
+            renamed[f"[relearned:{token}]" if char in chars else token] = i
+        self._tokenizer.model = models.WordPiece(
+            renamed, unk_token=model.unk_token, continuing_subword_prefix=prefix,
+            max_input_chars_per_word=model.max_input_chars_per_word,
+        )  # fmt: skip
+
+    def encode_words(self, sentences: Sequence[Sequence[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Token ids of sentences given as words, without special tokens and untruncated, with the word
+        each token comes from.
+
+        Each word is normalised and split into WordPiece tokens on its own, so no token spans two words.
+        A word that yields no token at all (a control or zero-width character the normaliser drops)
+        becomes one ``[UNK]``: every word has a first token to predict its tag at.
+
+        Returns:
+            Per sentence ``(ids, words)``, both ``(num_tokens,)`` int32: ``words[p]`` is the index of the
+            word that token ``p`` belongs to (non-decreasing, every word present).
+        """
+        encodings = self._tokenizer.encode_batch(
+            [list(words) for words in sentences], is_pretokenized=True, add_special_tokens=False
+        )
+        encoded = []
+        for words, encoding in zip(sentences, encodings):
+            ids = np.asarray(encoding.ids, dtype=np.int32)
+            word_of = np.asarray(encoding.word_ids, dtype=np.int32)
+            missing = np.setdiff1d(np.arange(len(words), dtype=np.int32), word_of)
+            if len(missing):
+                at = np.searchsorted(word_of, missing)
+                ids, word_of = np.insert(ids, at, self.unk_id), np.insert(word_of, at, missing)
+            encoded.append((ids, word_of))
+        return encoded
 
     def _wordpiece_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text without special tokens, untruncated (batched, in parallel)."""
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
+
+
+def script_of(char: str) -> str:
+    """The writing system of a character as the first word of its Unicode name (``CJK``, ``LATIN``,
+    ``HANGUL``, ``ARABIC``, ``DIGIT``, ...); empty for unnamed characters."""
+    return unicodedata.name(char, "").split(" ", 1)[0]
 
 
 def _longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:

@@ -3,6 +3,8 @@ ftcore classifier checkpoints (everything, adapters merged).
 
     adapter/      adapter.json (method, head, base-model path, added tokens) + adapter.safetensors
     classifier/   ftcore_model.json (encoder config, head, prefix/prompt shapes) + model.safetensors
+                  (a token classifier with a CRF also keeps the tag map, ``labels.json``, whose names
+                  and scheme give the CRF's constraints)
 
 Both are written atomically, the JSON last, so its presence marks a complete directory.
 """
@@ -27,7 +29,8 @@ from ftcore.methods.prefix import PrefixEncoder
 from ftcore.methods.prompt import SoftPrompt
 from ftcore.model.bert import BertConfig, BertModel
 from ftcore.model.checkpoint_io import WEIGHTS, load_state_strict
-from ftcore.model.heads import SequenceClassifier
+from ftcore.model.crf import crf_for_tags
+from ftcore.model.heads import SequenceClassifier, TokenClassifier
 
 FTCORE_META = "ftcore_model.json"
 
@@ -78,7 +81,7 @@ def load_adapter(path: str | Path, base_model: str | Path | None = None) -> Sequ
     return model
 
 
-def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:
+def save_classifier(model: SequenceClassifier | TokenClassifier, path: str | os.PathLike) -> None:
     """ftcore checkpoint directory: ``ftcore_model.json`` (everything to rebuild) + ``model.safetensors``.
 
     The model must be plain (LoRA merged, prefix MLP folded); added tokens, a folded prefix and a soft
@@ -93,7 +96,7 @@ def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:
     root.mkdir(parents=True, exist_ok=True)
     save_safetensors(model.state_dict(), root / WEIGHTS)
     meta = {
-        "format": "ftcore.SequenceClassifier",
+        "format": f"ftcore.{type(model).__name__}",
         "version": 1,
         "encoder": encoder.config.to_dict(),
         "added_tokens": encoder.num_added_tokens,
@@ -107,7 +110,9 @@ def save_classifier(model: SequenceClassifier, path: str | os.PathLike) -> None:
     save_json(meta, root / FTCORE_META)  # written last: its presence marks a complete checkpoint
 
 
-def load_classifier(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> SequenceClassifier:
+def load_classifier(
+    path: str | os.PathLike, dtype: torch.dtype = torch.float32
+) -> SequenceClassifier | TokenClassifier:
     """Read a directory written by :func:`save_classifier`."""
     root = Path(path)
     meta_path = root / FTCORE_META
@@ -121,6 +126,13 @@ def load_classifier(path: str | os.PathLike, dtype: torch.dtype = torch.float32)
         )
         add_pooler, head = bool(meta["add_pooler"]), dict(meta["head"])
         prefix_tokens, prompt = int(meta.get("prefix_tokens", 0)), meta.get("prompt")
+        tagger = meta.get("format") == "ftcore.TokenClassifier"
+        crf = None
+        if tagger and head.pop("crf", False):
+            tags = json.loads((root / "labels.json").read_text(encoding="utf-8"))
+            crf = crf_for_tags(list(tags["names"]), tags["scheme"])
+    except OSError as e:
+        raise CheckpointError(f"{root}: a token classifier with a CRF needs its labels.json ({e})") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{meta_path}: malformed checkpoint metadata ({e})") from None
     try:
@@ -135,6 +147,9 @@ def load_classifier(path: str | os.PathLike, dtype: torch.dtype = torch.float32)
             encoder.prefix = PrefixEncoder(L, H, nh, prefix_tokens)
         if prompt:
             encoder.prompt = SoftPrompt(prompt["tokens"], H, prompt["position"])
-        model = SequenceClassifier(encoder, **head)
+        if tagger:
+            model = TokenClassifier(encoder, head["num_labels"], head["classifier_dropout"], crf)
+        else:
+            model = SequenceClassifier(encoder, **head)
     load_state_strict(model, state, str(root / WEIGHTS), dtype)
     return model

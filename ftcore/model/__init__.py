@@ -2,6 +2,6 @@
 
 from ftcore.model.bert import BertConfig, BertModel
 from ftcore.model.crf import CRF
-from ftcore.model.heads import MaskedLM, SequenceClassifier
+from ftcore.model.heads import MaskedLM, SequenceClassifier, TokenClassifier
 
-__all__ = ["BertConfig", "BertModel", "CRF", "MaskedLM", "SequenceClassifier"]
+__all__ = ["BertConfig", "BertModel", "CRF", "MaskedLM", "SequenceClassifier", "TokenClassifier"]

@@ -310,3 +310,25 @@ def export_hf(
     root.mkdir(parents=True, exist_ok=True)
     save_safetensors(state, root / WEIGHTS, metadata={"format": "pt"})
     save_json(config, root / "config.json")
+
+
+def export_hf_token_classifier(
+    model: torch.nn.Module, path: str | os.PathLike, id2label: dict[int, str] | None = None
+) -> None:
+    """Write a ``TokenClassifier`` as an HF ``BertForTokenClassification`` directory (config.json +
+    model.safetensors): the encoder without pooler, and ``classifier.*``. A CRF has no place there: its
+    scores are left out (the caller keeps them in ftcore format). Adapters must be merged first."""
+    state = {"bert." + k: v for k, v in _hf_encoder_state(model.encoder).items()}
+    state.update({f"classifier.{k}": v for k, v in model.head.classifier.state_dict().items()})
+    labels = id2label or {i: f"LABEL_{i}" for i in range(model.num_labels)}
+    config = {
+        "architectures": ["BertForTokenClassification"],
+        **_hf_config(model.encoder),
+        "classifier_dropout": model.classifier_dropout,
+        "id2label": {str(i): str(name) for i, name in labels.items()},
+        "label2id": {str(name): i for i, name in labels.items()},
+    }
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    save_safetensors(state, root / WEIGHTS, metadata={"format": "pt"})
+    save_json(config, root / "config.json")

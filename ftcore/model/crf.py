@@ -44,6 +44,11 @@ class CRF(nn.Module):
 
     Shapes of the inputs of every method: ``emissions (B, L, T)`` (any float dtype), ``tags (B, L)``
     int64, ``mask (B, L)`` bool, True on each row's real positions, a non-empty prefix.
+
+    A row may be a piece of a longer sentence (a window): ``begins (B,)`` / ``ends (B,)`` bool say
+    which rows start / end their sentence. The start (end) scores and constraints apply to those rows
+    only; another row's first tag may be anything that can follow some tag, such as I-X. None: every
+    row is a whole sentence.
     """
 
     def __init__(
@@ -71,33 +76,44 @@ class CRF(nn.Module):
                 )
             self.register_buffer(name, torch.where(rule, 0.0, FORBIDDEN), persistent=False)
 
-    def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Transition (T, T), start (T,) and end (T,) scores with the constraints applied."""
-        return (
-            self.transitions + self.transition_penalty,
-            self.start + self.start_penalty,
-            self.end + self.end_penalty,
-        )
+    def _scores(
+        self, batch: int, begins: torch.Tensor | None, ends: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Transition (T, T), start (B, T) and end (B, T) scores with the constraints applied; rows that do
+        not begin (end) their sentence get zero start (end) scores."""
+        start = (self.start + self.start_penalty).expand(batch, -1)
+        end = (self.end + self.end_penalty).expand(batch, -1)
+        if begins is not None:
+            start = torch.where(begins.bool().unsqueeze(1), start, 0.0)
+        if ends is not None:
+            end = torch.where(ends.bool().unsqueeze(1), end, 0.0)
+        return self.transitions + self.transition_penalty, start, end
 
-    def score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def score(
+        self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
+        begins: torch.Tensor | None = None, ends: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """s(y) of the given tag sequences, ``(B,)``. Tags at padded positions are ignored (any value)."""
         emissions, mask = _checked(emissions, mask)
-        transitions, start, end = self._scores()
+        transitions, start, end = self._scores(len(emissions), begins, ends)
         tags = tags.masked_fill(~mask, 0)  # padding may hold an ignore index such as -100
         emitted = emissions.gather(2, tags.unsqueeze(-1)).squeeze(-1)  # (B, L)
         moved = transitions[tags[:, :-1], tags[:, 1:]]  # (B, L-1): score of reaching position t >= 1
         last = tags.gather(1, (mask.sum(dim=1, keepdim=True) - 1)).squeeze(1)  # (B,)
         return (
-            start[tags[:, 0]]
+            start.gather(1, tags[:, :1]).squeeze(1)
             + emitted.masked_fill(~mask, 0.0).sum(dim=1)
             + moved.masked_fill(~mask[:, 1:], 0.0).sum(dim=1)
-            + end[last]
+            + end.gather(1, last.unsqueeze(1)).squeeze(1)
         )
 
-    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def log_partition(
+        self, emissions: torch.Tensor, mask: torch.Tensor,
+        begins: torch.Tensor | None = None, ends: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """log Z by the forward algorithm, ``(B,)``."""
         emissions, mask = _checked(emissions, mask)
-        transitions, start, end = self._scores()
+        transitions, start, end = self._scores(len(emissions), begins, ends)
         alpha = start + emissions[:, 0]  # (B, T)
         for t in range(1, emissions.shape[1]):
             # (B, T_from, 1) + (T_from, T_to) -> logsumexp over T_from -> (B, T_to)
@@ -105,9 +121,14 @@ class CRF(nn.Module):
             alpha = torch.where(mask[:, t : t + 1], step, alpha)  # finished rows keep their α
         return torch.logsumexp(alpha + end, dim=1)
 
-    def log_likelihood(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(
+        self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
+        begins: torch.Tensor | None = None, ends: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """log p(tags) = s(tags) − log Z, ``(B,)``; the training loss is its negated mean (or sum)."""
-        return self.score(emissions, tags, mask) - self.log_partition(emissions, mask)
+        return self.score(emissions, tags, mask, begins, ends) - self.log_partition(
+            emissions, mask, begins, ends
+        )
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
@@ -117,7 +138,7 @@ class CRF(nn.Module):
         sequences.
         """
         emissions, mask = _checked(emissions, mask)
-        transitions, start, end = self._scores()
+        transitions, start, end = self._scores(len(emissions), None, None)
         best = start + emissions[:, 0]  # (B, T): best score of a path ending in each tag
         back = []  # back[t-1][b, j]: the tag at t-1 on the best path that reaches tag j at t
         for t in range(1, emissions.shape[1]):
@@ -197,3 +218,10 @@ def _constraints(kinds: list, may_follow, may_end) -> tuple[torch.Tensor, torch.
     allowed_start = torch.tensor([may_follow(None, tag) for tag in kinds], dtype=torch.bool)
     allowed_end = torch.tensor([may_end(tag) for tag in kinds], dtype=torch.bool)
     return allowed, allowed_start, allowed_end
+
+
+def crf_for_tags(tag_names: list[str], scheme: str | None) -> CRF:
+    """A CRF over ``tag_names`` with the moves of ``scheme`` ruled out: ``bio`` (:func:`bio_constraints`),
+    ``bmes`` (:func:`bmes_constraints`), or None / ``none`` for a tag set without a scheme (any move)."""
+    constraints = {"bio": bio_constraints, "bmes": bmes_constraints}.get(scheme or "none")
+    return CRF(len(tag_names), *(constraints(tag_names) if constraints else ()))

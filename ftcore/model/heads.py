@@ -1,6 +1,8 @@
-"""Heads on top of the encoder: classification, and BERT's masked-LM head for continued pretraining.
+"""Heads on top of the encoder: sequence and token classification, and BERT's masked-LM head for
+continued pretraining.
 
     hidden (B, L, H) ─► pooling (cls | pooler | mean) ─► Dropout ─► Linear(H, num_labels) ─► logits
+    hidden (B, L, H) ─► Dropout ─► Linear(H, num_tags) ─► per-token logits (─► CRF)
 
 and the loss that matches each problem type:
 
@@ -24,11 +26,14 @@ from ftcore.model.checkpoint_io import (
     load_state_strict,
     mlm_head_from_hf,
 )
+from ftcore.model.crf import CRF
 from ftcore.model.ops import Dropout
 
 POOLINGS = ("cls", "pooler", "mean")
 FIRST_TOKEN_POOLINGS = ("cls", "pooler")  # read the first token alone: the encoder may skip the rest
-PROBLEMS = ("single_label", "multi_label", "regression")
+PROBLEMS = ("single_label", "multi_label", "regression")  # of sequence classification
+TOKEN_CLASSIFICATION = "token_classification"  # data.problem of tagging tasks (TokenClassifier)
+IGNORE_INDEX = -100  # the label of a position nothing is predicted at (torch's cross-entropy default)
 
 
 def pool(
@@ -166,6 +171,129 @@ class SequenceClassifier(nn.Module):
         """
         encoder, other, source = BertModel.from_hf(path, dtype, allow_pickle)
         model = cls(encoder, num_labels, problem, pooling, **head_kwargs)
+        head = {k.removeprefix("classifier."): v for k, v in other.items() if k.startswith("classifier.")}
+        expected = model.head.classifier.state_dict()
+        if head and all(head.get(k) is not None and head[k].shape == v.shape for k, v in expected.items()):
+            load_state_strict(model.head.classifier, head, source, dtype)
+        return model.to(dtype)
+
+
+class TokenHead(nn.Module):
+    """Dropout then a linear map from every position's hidden state to ``num_tags`` logits, and the CRF
+    over them when there is one (it trains with the head under every method)."""
+
+    def __init__(self, hidden_size: int, num_tags: int, dropout: float, crf: CRF | None = None):
+        super().__init__()
+        self.dropout = Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, num_tags)
+        self.crf = crf
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(hidden))
+
+
+def labelled_positions(
+    logits: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Gather each row's positions where ``mask`` is True to the front, in order: ``(B, N, T)`` logits,
+    ``(B, N)`` bool mask of the real entries (a prefix) and the ``(B, N)`` labels there, if given. The
+    CRF reads a sentence as its words' first sub-tokens only, with no gaps."""
+    counts = mask.sum(dim=1)
+    n = max(int(counts.max()), 1) if len(mask) else 1
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :n]  # True positions first
+    gathered = logits.gather(1, order.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+    real = torch.arange(n, device=mask.device) < counts.unsqueeze(1)
+    return gathered, real, None if labels is None else labels.gather(1, order)
+
+
+class TokenClassifier(nn.Module):
+    """Encoder + per-token head: ``forward`` returns logits (B, L, num_tags) at every position.
+
+    The loss reads the positions whose label is not -100 (each word's first sub-token): cross-entropy
+    averaged over them, or, with a CRF, the negative log-likelihood of each row's tag sequence over
+    those positions, summed and divided by their number (the same scale as the cross-entropy).
+
+    Args:
+        encoder: a :class:`BertModel` (its pooler is dropped: every position is read).
+        num_tags: size of the tag set.
+        classifier_dropout: dropout before the classifier; defaults to the encoder's hidden dropout.
+        crf: a :class:`~ftcore.model.crf.CRF` over ``num_tags`` tags, or None for independent tags.
+    """
+
+    problem = TOKEN_CLASSIFICATION
+
+    def __init__(
+        self,
+        encoder: BertModel,
+        num_tags: int,
+        classifier_dropout: float | None = None,
+        crf: CRF | None = None,
+    ):
+        super().__init__()
+        if num_tags < 1:
+            raise ConfigError(f"num_tags={num_tags} must be at least 1")
+        if crf is not None and crf.num_tags != num_tags:
+            raise ConfigError(f"the CRF has {crf.num_tags} tags but the classifier {num_tags}")
+        if classifier_dropout is None:
+            classifier_dropout = encoder.config.hidden_dropout_prob
+        encoder.pooler = None  # unused: no weight that never gets a gradient (DDP refuses those)
+        self.encoder = encoder
+        self.num_labels = num_tags
+        self.classifier_dropout = classifier_dropout
+        self.head = TokenHead(encoder.config.hidden_size, num_tags, classifier_dropout, crf)
+        encoder._init_weights(self.head.classifier)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.head(self.encoder(input_ids, attention_mask, token_type_ids))
+
+    def loss(
+        self, logits: torch.Tensor, labels: torch.Tensor,
+        begins: torch.Tensor | None = None, ends: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Mean loss per labelled position. labels: (B, L) tag ids, -100 where nothing is predicted;
+        ``begins`` / ``ends`` (B,): whether each row starts / ends its sentence (CRF only; None: all do)."""
+        logits = logits.float()
+        labelled = labels != IGNORE_INDEX
+        if not labelled.any():  # windows holding only later sub-tokens: nothing to learn, but a graph
+            return logits.sum() * 0.0
+        if self.head.crf is None:
+            return F.cross_entropy(
+                logits.reshape(-1, self.num_labels), labels.reshape(-1), ignore_index=IGNORE_INDEX
+            )
+        rows = labelled.any(dim=1)  # a window may hold only later sub-tokens: nothing to score
+        emissions, mask, tags = labelled_positions(logits[rows], labelled[rows], labels[rows])
+        begins = None if begins is None else begins[rows]
+        ends = None if ends is None else ends[rows]
+        likelihood = self.head.crf.log_likelihood(emissions, tags, mask, begins, ends)
+        return -likelihood.sum() / labelled.sum().clamp(min=1)
+
+    @torch.no_grad()
+    def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        """The tag ids of each row's ``mask`` positions, in order: the per-position argmax, or the CRF's
+        best sequence. ``logits`` (B, N, T) of whole sentences, ``mask`` (B, N) a prefix per row."""
+        if self.head.crf is not None:
+            return self.head.crf.decode(logits, mask)
+        best = logits.argmax(dim=-1)
+        return [row[:n] for row, n in zip(best.tolist(), mask.sum(dim=1).tolist())]
+
+    def head_config(self) -> dict:
+        """What, besides the encoder config, is needed to rebuild this model."""
+        return {"num_labels": self.num_labels, "classifier_dropout": self.classifier_dropout,
+                "crf": self.head.crf is not None}  # fmt: skip
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, num_tags: int, classifier_dropout: float | None = None,
+                        crf: CRF | None = None, dtype: torch.dtype = torch.float32,
+                        allow_pickle: bool = False) -> TokenClassifier:  # fmt: skip
+        """Encoder from an HF-format directory + a new head; a ``classifier.*`` head in the file (e.g. an
+        exported ``BertForTokenClassification``) is loaded when its shape fits ``num_tags``."""
+        encoder, other, source = BertModel.from_hf(path, dtype, allow_pickle)
+        model = cls(encoder, num_tags, classifier_dropout, crf)
         head = {k.removeprefix("classifier."): v for k, v in other.items() if k.startswith("classifier.")}
         expected = model.head.classifier.state_dict()
         if head and all(head.get(k) is not None and head[k].shape == v.shape for k, v in expected.items()):

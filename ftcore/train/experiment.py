@@ -4,7 +4,8 @@ The run directory holds everything needed to use the model later without the ori
 
     .hydra/config.yaml     the composed config (written by Hydra)
     tokenizer/             the tokenizer, including any vocabulary extension
-    labels.json            the label <-> id map built from the training split
+    labels.json            the label <-> id map built from the training split (the tag map, with its
+                           scheme, for token classification)
     checkpoints/{last,best}/
     metrics.json           final validation and test metrics (written last: the run is complete)
     tb/, train.log
@@ -26,17 +27,20 @@ import torch
 
 from ftcore.config import Config, DataConfig, ModelConfig, PretrainConfig
 from ftcore.data.dataset import LabelSpace, TaskData, build_task_data, read_splits
+from ftcore.data.tagging import TaggingData, TagSpace, build_tagging_data, read_tagged_splits
 from ftcore.data.tokenizer import TextTokenizer
 from ftcore.errors import CheckpointError, ConfigError
 from ftcore.files import save_json
 from ftcore.methods import apply_method, trainable_report
 from ftcore.model import SequenceClassifier
+from ftcore.model.crf import crf_for_tags
+from ftcore.model.heads import TOKEN_CLASSIFICATION, TokenClassifier
 from ftcore.train import checkpoint as ckpt
 from ftcore.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from ftcore.train.logging import attach_log_file, log
 from ftcore.train.loop import fit
 from ftcore.train.precision import resolve_device, resolve_precision
-from ftcore.train.task import ClassificationTask
+from ftcore.train.task import ClassificationTask, TaggingTask
 
 REVIEW_SPLIT_KEYS = ("split_seed", "validation_fraction", "test_fraction")  # what cuts data=reviews
 PRETRAINING_RECORD = "ftcore_pretraining.json"  # in a pretraining run's model/: the text it read
@@ -61,10 +65,11 @@ def fingerprint(cfg: Config | PretrainConfig, precision: str, trained_on: tuple[
     return d
 
 
-def train_fingerprint(cfg: Config, data: TaskData, precision: str) -> dict:
+def train_fingerprint(cfg: Config, data: TaskData | TaggingData, precision: str) -> dict:
     """:func:`fingerprint` of a fine-tuning run: its encoded training split and labels."""
     train = data.splits["train"]
-    trained_on = (train.encoded.ids, train.encoded.offsets, train.labels)
+    encoded = train.rows.encoded if isinstance(data, TaggingData) else train.encoded
+    trained_on = (encoded.ids, encoded.offsets, train.labels)
     return fingerprint(cfg, precision, trained_on, {"train_examples": len(train)})
 
 
@@ -77,20 +82,28 @@ def seed_everything(seed: int) -> None:
 def build_model(
     cfg: Config,
     model_dir: Path,
-    labels: LabelSpace,
+    labels: LabelSpace | TagSpace,
     tokenizer: TextTokenizer,
     class_weights: np.ndarray | None = None,
-) -> SequenceClassifier:
+) -> SequenceClassifier | TokenClassifier:
     """Pretrained encoder + new head for the task, vocabulary grown to the tokenizer's, method applied."""
-    model = SequenceClassifier.from_pretrained(
-        model_dir,
-        num_labels=labels.num_labels,
-        problem=labels.problem,
-        pooling=cfg.model.pooling,
-        classifier_dropout=cfg.model.classifier_dropout,
-        class_weights=None if class_weights is None else torch.from_numpy(class_weights),
-        label_smoothing=cfg.model.label_smoothing,
-    )
+    if isinstance(labels, TagSpace):
+        model = TokenClassifier.from_pretrained(
+            model_dir,
+            labels.num_tags,
+            cfg.model.classifier_dropout,
+            crf=crf_for_tags(labels.names, labels.scheme) if cfg.model.crf else None,
+        )
+    else:
+        model = SequenceClassifier.from_pretrained(
+            model_dir,
+            num_labels=labels.num_labels,
+            problem=labels.problem,
+            pooling=cfg.model.pooling,
+            classifier_dropout=cfg.model.classifier_dropout,
+            class_weights=None if class_weights is None else torch.from_numpy(class_weights),
+            label_smoothing=cfg.model.label_smoothing,
+        )
     model.encoder.add_tokens(
         tokenizer.vocab_size - model.encoder.config.vocab_size, cfg.model.extend_vocab_init
     )
@@ -122,10 +135,14 @@ def extend_vocabulary(tokenizer: TextTokenizer, texts: list[str], cfg: ModelConf
     """Add the characters of ``texts`` that the vocabulary can only spell as [UNK] (``model.extend_vocab*``)
     and log how the [UNK] rate changed."""
     before = tokenizer.unk_rate(texts[:2000])
-    added = tokenizer.extend_vocabulary(texts, cfg.extend_vocab_min_freq, cfg.extend_vocab_max_new)
+    added = tokenizer.extend_vocabulary(
+        texts, cfg.extend_vocab_min_freq, cfg.extend_vocab_max_new, relearn=cfg.extend_vocab_relearn
+    )
     if dist.is_main:
-        log.info("vocabulary extended by %d tokens: [UNK] rate %.1f%% -> %.1f%%", len(added), 100 * before,
-                 100 * tokenizer.unk_rate(texts[:2000]))  # fmt: skip
+        relearned = sum(tokenizer.token_id(f"[relearned:{char}]") is not None for char in added)
+        log.info("vocabulary extended by %d tokens: [UNK] rate %.1f%% -> %.1f%% (%d of them relearned: in the "
+                 "vocabulary, but of a script it mostly lacks)", len(added), 100 * before,
+                 100 * tokenizer.unk_rate(texts[:2000]), relearned)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -156,16 +173,23 @@ def run_context(cfg: Config | PretrainConfig, run_dir: Path) -> Iterator[tuple[D
         shutdown(dist)
 
 
-def prepare(cfg: Config, dist: DistInfo) -> tuple[TextTokenizer, TaskData, Path]:
+def prepare(cfg: Config, dist: DistInfo) -> tuple[TextTokenizer, TaskData | TaggingData, Path]:
     """Tokenizer (extended when asked) and encoded data of a run."""
     model_dir = cfg.model.resolve_path()
     check_no_leakage(model_dir, cfg.data)
     tokenizer = TextTokenizer.from_dir(model_dir, lowercase=cfg.data.lowercase)
-    splits = read_splits(cfg.data)
+    tagging = cfg.data.problem == TOKEN_CLASSIFICATION
+    splits = read_tagged_splits(cfg.data) if tagging else read_splits(cfg.data)
     if cfg.model.extend_vocab:
-        texts = [t for e in splits[0]["train"] for t in (e.text, e.text_pair) if t]
+        if tagging:
+            texts = [" ".join(s.tokens) for s in splits[0]["train"]]
+        else:
+            texts = [t for e in splits[0]["train"] for t in (e.text, e.text_pair) if t]
         extend_vocabulary(tokenizer, texts, cfg.model, dist)
-    data = build_task_data(cfg.data, tokenizer, splits=splits)
+    if tagging:
+        data = build_tagging_data(cfg.data, tokenizer, splits=splits)
+    else:
+        data = build_task_data(cfg.data, tokenizer, splits=splits)
     if dist.is_main:
         log.info("data: %s", json.dumps(data.stats, ensure_ascii=False))
     return tokenizer, data, model_dir
@@ -176,19 +200,29 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
     run_dir = Path(run_dir)
     with run_context(cfg, run_dir) as (dist, device, precision):
         tokenizer, data, model_dir = prepare(cfg, dist)
-        model = build_model(cfg, model_dir, data.labels, tokenizer, data.class_weights)
+        tagging = isinstance(data, TaggingData)
+        labels = data.tags if tagging else data.labels
+        model = build_model(cfg, model_dir, labels, tokenizer, None if tagging else data.class_weights)
         if dist.enabled:  # same initial weights everywhere (DDP also broadcasts them), own dropout streams
             torch.manual_seed(cfg.trainer.seed + 1000 * dist.rank)
         if dist.is_main:
-            log.info("model: %s (%s pooling); %s", model_dir, cfg.model.pooling, trainable_report(model))
+            head = (
+                "token classifier" + (" + CRF" if cfg.model.crf else "")
+                if tagging
+                else f"{cfg.model.pooling} pooling"
+            )
+            log.info("model: %s (%s); %s", model_dir, head, trainable_report(model))
             tokenizer.save(run_dir / "tokenizer")
-            data.labels.save(run_dir / "labels.json")
-        weights = None if data.class_weights is None else data.class_weights.tolist()
+            labels.save(run_dir / "labels.json")
+        weights = None if tagging or data.class_weights is None else data.class_weights.tolist()
         # (the loss weights go with the checkpoints: evaluating the run later scores the same loss)
         extra = {"base_model": str(model_dir), "vocab_size": tokenizer.vocab_size, "class_weights": weights}
-        task = ClassificationTask(data, tokenizer.pad_id, cfg.data.pad_to_multiple,
-                                  augment_prob=cfg.data.augment_prob if cfg.data.augment != "none" else 0.0,
-                                  window_pool=cfg.data.window_pool)  # fmt: skip
+        if tagging:
+            task = TaggingTask(data, tokenizer.pad_id, cfg.data.pad_to_multiple)
+        else:
+            task = ClassificationTask(data, tokenizer.pad_id, cfg.data.pad_to_multiple,
+                                      augment_prob=cfg.data.augment_prob if cfg.data.augment != "none" else 0.0,
+                                      window_pool=cfg.data.window_pool)  # fmt: skip
         result = fit(model, task, cfg.trainer, cfg.optim, run_dir, device, precision,
                      train_fingerprint(cfg, data, precision), resume=cfg.resume is not None, dist=dist,
                      extra_state=extra)  # fmt: skip
@@ -206,8 +240,8 @@ class TrainedRun:
 
     config: Config
     tokenizer: TextTokenizer
-    labels: LabelSpace
-    model: SequenceClassifier
+    labels: LabelSpace | TagSpace
+    model: SequenceClassifier | TokenClassifier
     checkpoint: Path
     base_model: Path
 
@@ -235,7 +269,8 @@ def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
     state, tensors = found
     cfg = config_from_dict({k: v for k, v in state["config"].items() if k != "resolved"})
     tokenizer = TextTokenizer.from_dir(run_dir / "tokenizer")
-    labels = LabelSpace.load(run_dir / "labels.json")
+    tagging = cfg.data.problem == TOKEN_CLASSIFICATION
+    labels = TagSpace.load(run_dir / "labels.json") if tagging else LabelSpace.load(run_dir / "labels.json")
     cfg.method.prompt_init = "random"  # the checkpoint holds the trained prompt
     weights = state.get("class_weights")  # (absent from checkpoints written before it was kept)
     weights = None if weights is None else np.asarray(weights, dtype=np.float32)

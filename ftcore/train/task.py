@@ -3,8 +3,8 @@
 The loop (``loop.py``) knows nothing of classification. It asks a task for the token counts of the
 training examples (to bucket them), a collated batch of chosen examples, the loss of a batch, and the
 metrics of a split; the model it trains takes ``(input_ids, attention_mask, token_type_ids)``. Sequence
-classification is :class:`ClassificationTask`; other tasks (masked-LM pretraining, token classification)
-are objects with the same five members.
+classification is :class:`ClassificationTask`, token classification :class:`TaggingTask`; masked-LM
+pretraining (``pretrain.py``) is another object with the same five members.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from torch import nn
 from ftcore.data.batching import collate, epoch_batches
 from ftcore.data.dataset import LabelSpace, Split, TaskData
 from ftcore.data.long_text import pool_windows
+from ftcore.data.tagging import TaggedRows, TaggedSplit, TaggingData, TagSpace, collate_rows
 from ftcore.data.tokenizer import EncodedTexts
-from ftcore.metrics import DEFAULT_METRIC, compute_metrics
-from ftcore.model.heads import SequenceClassifier
+from ftcore.metrics import DEFAULT_METRIC, TAGGING_METRIC, compute_metrics, tagging_metrics
+from ftcore.model.heads import IGNORE_INDEX, SequenceClassifier, TokenClassifier
 from ftcore.train.distributed import SINGLE_PROCESS, DistInfo, gather_objects
 from ftcore.train.precision import autocast
 
@@ -154,3 +155,124 @@ class ClassificationTask:
         metrics, _ = evaluate(model, self.data.splits[split], self.data.labels, batch_size, device, precision,
                               self.pad_id, dist, window_pool=self.window_pool)  # fmt: skip
         return metrics
+
+
+@torch.inference_mode()
+def predict_tags(
+    model: TokenClassifier,
+    rows: TaggedRows,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    pad_id: int = 0,
+    labels: np.ndarray | None = None,
+    dist: DistInfo = SINGLE_PROCESS,
+) -> tuple[list[list[int]], float | None]:
+    """The tag ids of every word of every sentence of ``rows``, and the mean loss per word when
+    ``labels`` (per position, see ``tagging.row_labels``) are given.
+
+    Each word's logits come from the one row that predicts it; a sentence read as several windows is
+    then decoded whole (argmax, or Viterbi over the entire sentence with a CRF). Under DDP each rank
+    scores a share of the rows and all ranks end with the same result.
+    """
+    was_training = model.training
+    model.eval()
+    batches = epoch_batches(
+        rows.encoded.lengths, batch_size, 0, 0, shuffle=False, world_size=dist.world_size, rank=dist.rank
+    )
+    pieces, loss_sum, counted = [], 0.0, 0
+    for idx in batches:
+        batch = collate_rows(rows, idx, labels, pad_id)
+        on_device = batch_to(batch, device)
+        with autocast(device, precision):
+            logits = model(on_device["input_ids"], on_device["attention_mask"], on_device["token_type_ids"])
+        logits = logits.float()
+        n = 0 if labels is None else int((batch["labels"] != IGNORE_INDEX).sum())
+        if n:
+            loss_sum += (
+                model.loss(logits, on_device["labels"], on_device["begins"], on_device["ends"]).item() * n
+            )
+            counted += n
+        words = batch["words"]
+        predicts = (words >= 0).numpy()
+        sentence = np.repeat(rows.sentence[idx][:, None], words.shape[1], axis=1)[predicts]
+        pieces.append(
+            (sentence, words.numpy()[predicts], logits[torch.from_numpy(predicts).to(device)].cpu().numpy())
+        )
+    parts = gather_objects((pieces, loss_sum, counted), dist)
+    gathered = [piece for part in parts for piece in part[0]]
+    loss_sum, counted = sum(part[1] for part in parts), sum(part[2] for part in parts)
+    num_sentences = int(rows.sentence.max()) + 1 if len(rows) else 0
+    num_words = np.zeros(num_sentences, dtype=np.int64)
+    for sentence, word, _ in gathered:
+        np.maximum.at(num_words, sentence, word + 1)
+    starts = np.concatenate([[0], np.cumsum(num_words)])
+    emissions = np.zeros((starts[-1], model.num_labels), dtype=np.float32)
+    for sentence, word, logits in gathered:
+        emissions[starts[sentence] + word] = logits
+    tags: list[list[int]] = []
+    for first in range(0, num_sentences, batch_size):  # decode whole sentences, a batch at a time
+        chunk = range(first, min(first + batch_size, num_sentences))
+        longest = max(1, int(num_words[list(chunk)].max()))
+        padded = np.zeros((len(chunk), longest, model.num_labels), dtype=np.float32)
+        for row, s in enumerate(chunk):
+            padded[row, : num_words[s]] = emissions[starts[s] : starts[s + 1]]
+        mask = torch.arange(longest)[None, :] < torch.from_numpy(num_words[list(chunk)])[:, None]
+        mask[:, 0] = True  # (an empty sentence decodes one dummy position, dropped below)
+        decoded = model.decode(torch.from_numpy(padded).to(device), mask.to(device))
+        tags.extend(path[: num_words[s]] for path, s in zip(decoded, chunk))
+    model.train(was_training)
+    return tags, (loss_sum / counted if counted else None)
+
+
+@dataclass
+class TaggingTask:
+    """Token classification over encoded tagging splits (``data.tagging``): rows of at most ``max_length``
+    tokens, the loss at each word's first sub-token, metrics per whole sentence (entities, words or tags
+    by the tag scheme)."""
+
+    data: TaggingData
+    pad_id: int = 0
+    pad_to_multiple: int = 8
+
+    @property
+    def train_lengths(self) -> np.ndarray:
+        """(N,) token count of every training row (a window of a long sentence is a row)."""
+        return self.data.splits["train"].rows.encoded.lengths
+
+    @property
+    def default_metric(self) -> str:
+        return TAGGING_METRIC[self.data.tags.scheme or "none"]
+
+    def train_batch(self, indices: np.ndarray, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+        train = self.data.splits["train"]
+        return collate_rows(train.rows, indices, train.labels, self.pad_id, self.pad_to_multiple)
+
+    def forward(self, net: nn.Module, batch: dict) -> torch.Tensor:
+        return net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+
+    def loss(self, model: TokenClassifier, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        return model.loss(logits, batch["labels"], batch["begins"], batch["ends"])
+
+    def evaluate(
+        self, model: TokenClassifier, split: str, batch_size: int, device: torch.device, precision: str,
+        dist: DistInfo = SINGLE_PROCESS,
+    ) -> dict:  # fmt: skip
+        """Metrics of the named split (``ftcore.metrics.tagging_metrics``), with its mean ``loss``."""
+        metrics, _ = evaluate_tags(model, self.data.splits[split], self.data.tags, batch_size, device, precision,
+                                   self.pad_id, dist)  # fmt: skip
+        return metrics
+
+
+def evaluate_tags(
+    model: TokenClassifier, split: TaggedSplit, tags: TagSpace, batch_size: int, device: torch.device,
+    precision: str, pad_id: int = 0, dist: DistInfo = SINGLE_PROCESS,
+) -> tuple[dict, list[list[str]]]:  # fmt: skip
+    """Metrics of a tagged split and the predicted tag names of each sentence."""
+    predicted, loss = predict_tags(
+        model, split.rows, batch_size, device, precision, pad_id, split.labels, dist
+    )
+    names = [[tags.names[i] for i in sentence] for sentence in predicted]
+    metrics = tagging_metrics(tags.scheme or "none", [s.tags for s in split.sentences], names)
+    metrics["loss"] = loss
+    return metrics, names
