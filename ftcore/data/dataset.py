@@ -17,7 +17,7 @@ import functools
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +150,35 @@ def reader_options(cfg: DataConfig, fmt: str) -> dict:
     return options
 
 
+def complete_splits(
+    given: dict[str, list], cfg: DataConfig, strata: Callable[[list], np.ndarray | None]
+) -> dict:
+    """Cut the splits missing from ``given`` out of train (``data.validation_fraction`` /
+    ``data.test_fraction``, with ``data.split_seed``), then keep a subset of any split larger than
+    ``data.max_train_samples`` / ``data.max_eval_samples`` (quick runs); both stratified by ``strata``."""
+    given = dict(given)
+    fractions = {"validation": cfg.validation_fraction, "test": cfg.test_fraction}
+    missing = [split for split in fractions if split not in given]
+    if missing:
+        train = given["train"]
+        rest, *parts = stratified_split(
+            strata(train), len(train), [fractions[s] for s in missing], cfg.split_seed
+        )
+        given["train"] = [train[i] for i in rest]
+        given.update({split: [train[i] for i in part] for split, part in zip(missing, parts)})
+    limits = {
+        "train": cfg.max_train_samples,
+        "validation": cfg.max_eval_samples,
+        "test": cfg.max_eval_samples,
+    }
+    for split, limit in limits.items():
+        items = given[split]
+        if limit is not None and limit < len(items):
+            _, kept = stratified_split(strata(items), len(items), [limit / len(items)], cfg.split_seed + 1)
+            given[split] = [items[i] for i in kept]
+    return given
+
+
 def read_splits(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict[str, str], dict]:
     """Raw examples of each split, the source named in messages for each split, and counts to log."""
     stats: dict = {}
@@ -162,28 +191,7 @@ def read_splits(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict[str, st
         files = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}
         sources = {split: str(path or cfg.train_file) for split, path in files.items()}
         given = {split: read_examples(path, cfg.name, **options) for split, path in files.items() if path}
-    fractions = {"validation": cfg.validation_fraction, "test": cfg.test_fraction}
-    fractions = {split: f for split, f in fractions.items() if split not in given}
-    train = given["train"]
-    if fractions:
-        names = list(fractions)
-        rest, *parts = stratified_split(
-            _strata(cfg.problem, train), len(train), [fractions[s] for s in names], cfg.split_seed
-        )
-        given["train"] = [train[i] for i in rest]
-        given.update({s: [train[i] for i in p] for s, p in zip(names, parts)})
-    limits = {
-        "train": cfg.max_train_samples,
-        "validation": cfg.max_eval_samples,
-        "test": cfg.max_eval_samples,
-    }
-    for split, limit in limits.items():  # quick runs: a stratified subset of a split
-        examples = given[split]
-        if limit is not None and limit < len(examples):
-            _, kept = stratified_split(
-                _strata(cfg.problem, examples), len(examples), [limit / len(examples)], cfg.split_seed + 1
-            )
-            given[split] = [examples[i] for i in kept]
+    given = complete_splits(given, cfg, lambda examples: _strata(cfg.problem, examples))
     stats["counts"] = {split: len(given[split]) for split in SPLITS}
     for split in SPLITS:
         if not given[split]:

@@ -33,7 +33,7 @@ import torch
 
 from ftcore.config import DataConfig
 from ftcore.data.batching import collate
-from ftcore.data.dataset import SPLITS, stratified_split
+from ftcore.data.dataset import SPLITS, complete_splits, stratified_split
 from ftcore.data.long_text import window_starts
 from ftcore.data.sources import (
     PEOPLES_DAILY,
@@ -539,7 +539,6 @@ def read_tagged_splits(cfg: DataConfig) -> tuple[dict[str, list[TaggedSentence]]
     validation or test split have it cut from train the same way. ``max_train_samples`` /
     ``max_eval_samples`` keep a random subset of sentences.
     """
-    fractions = {"validation": cfg.validation_fraction, "test": cfg.test_fraction}
     if cfg.name in PEOPLES_DAILY_TASKS:
         expected = {"peoples_daily_ner": "bio", "peoples_daily_cws": "bmes", "peoples_daily_pos": "none"}[
             cfg.name
@@ -560,23 +559,7 @@ def read_tagged_splits(cfg: DataConfig) -> tuple[dict[str, list[TaggedSentence]]
                 for split, path in files.items()
                 if path
             }
-    missing = [split for split in fractions if split not in given]
-    if missing:
-        train = given["train"]
-        rest, *parts = stratified_split(None, len(train), [fractions[s] for s in missing], cfg.split_seed)
-        given["train"] = [train[i] for i in rest]
-        given.update({split: [train[i] for i in part] for split, part in zip(missing, parts)})
-    limits = {
-        "train": cfg.max_train_samples,
-        "validation": cfg.max_eval_samples,
-        "test": cfg.max_eval_samples,
-    }
-    for split, limit in limits.items():  # quick runs: a random subset of a split
-        if limit is not None and limit < len(given[split]):
-            _, kept = stratified_split(
-                None, len(given[split]), [limit / len(given[split])], cfg.split_seed + 1
-            )
-            given[split] = [given[split][i] for i in kept]
+    given = complete_splits(given, cfg, lambda sentences: None)
     for split in SPLITS:
         if not given[split]:
             raise DataError(sources[split], f"the {split} split is empty; expected at least one sentence")

@@ -295,14 +295,24 @@ def export_hf(
             f"HF export needs pooling='pooler' (BertForSequenceClassification pools that way); this model uses "
             f"pooling={model.pooling!r}: export it in ftcore format instead"
         )
+    _write_classifier(model, path, "BertForSequenceClassification", id2label,
+                      problem_type=HF_PROBLEM_TYPES[model.problem])  # fmt: skip
+
+
+def _write_classifier(
+    model: torch.nn.Module, path: str | os.PathLike, architecture: str, id2label: dict[int, str] | None,
+    **config_entries,
+) -> None:  # fmt: skip
+    """config.json + model.safetensors of an HF BERT classifier: ``bert.*`` (the encoder) and
+    ``classifier.*`` (the head's linear layer)."""
     state = {"bert." + k: v for k, v in _hf_encoder_state(model.encoder).items()}
     state.update({f"classifier.{k}": v for k, v in model.head.classifier.state_dict().items()})
     labels = id2label or {i: f"LABEL_{i}" for i in range(model.num_labels)}
     config = {
-        "architectures": ["BertForSequenceClassification"],
+        "architectures": [architecture],
         **_hf_config(model.encoder),
         "classifier_dropout": model.classifier_dropout,
-        "problem_type": HF_PROBLEM_TYPES[model.problem],
+        **config_entries,
         "id2label": {str(i): str(name) for i, name in labels.items()},
         "label2id": {str(name): i for i, name in labels.items()},
     }
@@ -318,17 +328,4 @@ def export_hf_token_classifier(
     """Write a ``TokenClassifier`` as an HF ``BertForTokenClassification`` directory (config.json +
     model.safetensors): the encoder without pooler, and ``classifier.*``. A CRF has no place there: its
     scores are left out (the caller keeps them in ftcore format). Adapters must be merged first."""
-    state = {"bert." + k: v for k, v in _hf_encoder_state(model.encoder).items()}
-    state.update({f"classifier.{k}": v for k, v in model.head.classifier.state_dict().items()})
-    labels = id2label or {i: f"LABEL_{i}" for i in range(model.num_labels)}
-    config = {
-        "architectures": ["BertForTokenClassification"],
-        **_hf_config(model.encoder),
-        "classifier_dropout": model.classifier_dropout,
-        "id2label": {str(i): str(name) for i, name in labels.items()},
-        "label2id": {str(name): i for i, name in labels.items()},
-    }
-    root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
-    save_safetensors(state, root / WEIGHTS, metadata={"format": "pt"})
-    save_json(config, root / "config.json")
+    _write_classifier(model, path, "BertForTokenClassification", id2label)

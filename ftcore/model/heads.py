@@ -50,6 +50,17 @@ def pool(
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
 
+def load_fitting_classifier(
+    classifier: nn.Linear, other: dict[str, torch.Tensor], source: str, dtype: torch.dtype
+) -> None:
+    """Load a checkpoint's ``classifier.*`` tensors (e.g. of an exported HF classifier) into ``classifier``
+    when they fit its shape; otherwise leave the fresh head as it is, as for any new task."""
+    head = {k.removeprefix("classifier."): v for k, v in other.items() if k.startswith("classifier.")}
+    expected = classifier.state_dict()
+    if head and all(head.get(k) is not None and head[k].shape == v.shape for k, v in expected.items()):
+        load_state_strict(classifier, head, source, dtype)
+
+
 class ClassificationHead(nn.Module):
     """Dropout then a linear map from the pooled representation to ``num_labels`` logits."""
 
@@ -171,10 +182,7 @@ class SequenceClassifier(nn.Module):
         """
         encoder, other, source = BertModel.from_hf(path, dtype, allow_pickle)
         model = cls(encoder, num_labels, problem, pooling, **head_kwargs)
-        head = {k.removeprefix("classifier."): v for k, v in other.items() if k.startswith("classifier.")}
-        expected = model.head.classifier.state_dict()
-        if head and all(head.get(k) is not None and head[k].shape == v.shape for k, v in expected.items()):
-            load_state_strict(model.head.classifier, head, source, dtype)
+        load_fitting_classifier(model.head.classifier, other, source, dtype)
         return model.to(dtype)
 
 
@@ -294,10 +302,7 @@ class TokenClassifier(nn.Module):
         exported ``BertForTokenClassification``) is loaded when its shape fits ``num_tags``."""
         encoder, other, source = BertModel.from_hf(path, dtype, allow_pickle)
         model = cls(encoder, num_tags, classifier_dropout, crf)
-        head = {k.removeprefix("classifier."): v for k, v in other.items() if k.startswith("classifier.")}
-        expected = model.head.classifier.state_dict()
-        if head and all(head.get(k) is not None and head[k].shape == v.shape for k, v in expected.items()):
-            load_state_strict(model.head.classifier, head, source, dtype)
+        load_fitting_classifier(model.head.classifier, other, source, dtype)
         return model.to(dtype)
 
 
