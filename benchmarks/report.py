@@ -142,6 +142,30 @@ def preset_table(records: list[dict], baselines: list[dict]) -> list[str]:
     return lines
 
 
+def tagging_table(records: list[dict], baselines: list[dict]) -> list[str]:
+    """Token-classification runs (entity or word F1 by their tag scheme), then the CRF baseline of each task."""
+    head = ("| preset | overrides | trainable parameters | metric | val | test | test precision / recall "
+            "| test token accuracy | train samples/s | wall time |")  # fmt: skip
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)] if records else []
+    for r in records:
+        metric, kind = r["metric"], r["metric"].split("_")[0]
+        share = 100 * r["trainable_parameters"] / r["total_parameters"]
+        lines.append(
+            f"| {r['preset']} | {' '.join(r['overrides'])} | {r['trainable_parameters']:,} ({share:.3g}%) | {metric} "
+            f"| {r['val'][metric]:.4f} | {r['test'][metric]:.4f} | {r['test'][kind + '_precision']:.4f} / "
+            f"{r['test'][kind + '_recall']:.4f} | {r['test']['token_accuracy']:.4f} "
+            f"| {r['train_samples_per_s']:.1f} | {r['wall_seconds'] / 60:.1f} min |"
+        )
+    for b in baselines:
+        what = "entity" if b["task"] == "ner" else "word"
+        if lines:
+            lines.append("")
+        lines.append(f"Classical baseline, {b['task']}: {b['baseline']} (c1={b['c1']:g}, c2={b['c2']:g}, picked on "
+                     f"validation): val {what} F1 {b['val']['f1']:.4f}, test {what} F1 {b['test']['f1']:.4f} "
+                     f"(trained in {b['train_seconds'] / 60:.1f} min).")  # fmt: skip
+    return lines
+
+
 def environment_lines(records: list[dict]) -> list[str]:
     """One line per distinct environment (versions, commit, machine) with the malloc settings seen in it."""
     seen: dict[str, set[str]] = {}
@@ -157,8 +181,10 @@ def environment_lines(records: list[dict]) -> list[str]:
 def table(records: list[dict]) -> str:
     steps = [r for r in records if "seq_len" in r]
     epochs = [r for r in records if "impl" in r and "seq_len" not in r]
-    presets = [r for r in records if r.get("kind") == "preset"]
+    presets = [r for r in records if r.get("kind") == "preset" and "token_accuracy" not in r["test"]]
+    taggers = [r for r in records if r.get("kind") == "preset" and "token_accuracy" in r["test"]]
     baselines = [r for r in records if r.get("kind") == "baseline"]
+    tagging_baselines = [r for r in records if r.get("kind") == "tagging_baseline"]
     lines = []
     if steps:
         lines += throughput_table(steps) + [""] + environment_lines(steps) + [""]
@@ -166,6 +192,9 @@ def table(records: list[dict]) -> str:
         lines += epoch_table(epochs) + [""] + environment_lines(epochs) + [""]
     if presets or baselines:
         lines += preset_table(presets, baselines) + [""] + environment_lines(presets + baselines) + [""]
+    if taggers or tagging_baselines:
+        lines += tagging_table(taggers, tagging_baselines) + [""]
+        lines += environment_lines(taggers + tagging_baselines) + [""]
     return "\n".join(lines)
 
 
