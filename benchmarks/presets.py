@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             record = run_preset(preset, overrides + extra, work / preset)
             record["overrides"] = overrides  # (the model path is a temporary directory)
             record["pretraining"] = pretraining
-            print(f"{preset}: test accuracy {record['test']['accuracy']:.4f}, val {record['val']['accuracy']:.4f}, "
+            metric = record["metric"]
+            print(f"{preset}: test {metric} {record['test'][metric]:.4f}, val {record['val'][metric]:.4f}, "
                   f"{record['train_samples_per_s']:.1f} samples/s, {record['wall_seconds'] / 60:.1f} min", flush=True)  # fmt: skip
             records.append(record)
             if args.json:  # one at a time: a long sweep keeps what it measured if a later run fails

@@ -72,25 +72,29 @@ def read_inputs(source: str, text_field: str, pair_field: str | None) -> list[tu
 
 def read_tagging_inputs(source: str, tokens_field: str, by_character: bool) -> list[dict]:
     """Per input line ``{"text", "tokens", "spans"}``: the text split into tokens with their character
-    offsets; a JSON line with ``tokens_field`` gives its tokens instead (offsets into them joined by spaces)."""
+    offsets (``split_text``); a JSON line with ``tokens_field`` gives its tokens instead (offsets into
+    them joined by spaces)."""
+
+    def from_text(text: str) -> dict:
+        tokens, spans = split_text(text, by_character)
+        return {"text": text, "tokens": tokens, "spans": spans}
+
     if not source.endswith(".jsonl"):
-        return [dict(zip(("text", "tokens", "spans"), (text, *split_text(text, by_character))))
-                for text, _ in read_inputs(source, "text", None)]  # fmt: skip
+        return [from_text(text) for text, _ in read_inputs(source, "text", None)]
     rows = []
     for number, line in enumerate(read_lines(source), start=1):
         try:
             record = json.loads(line) if line.strip() else {"text": ""}
         except json.JSONDecodeError as e:
             raise DataError(source, f"not a JSON object ({e})", number) from None
-        tokens = record.get(tokens_field) if isinstance(record, dict) else None
-        if tokens is None:
-            if not isinstance(record, dict) or "text" not in record:
-                raise DataError(
-                    source, f"expected a JSON object with {tokens_field!r} (a list) or 'text'", number
-                )
-            text = str(record["text"])
-            rows.append(dict(zip(("text", "tokens", "spans"), (text, *split_text(text, by_character)))))
+        if not isinstance(record, dict) or (tokens_field not in record and "text" not in record):
+            raise DataError(
+                source, f"expected a JSON object with {tokens_field!r} (a list) or 'text'", number
+            )
+        if tokens_field not in record:
+            rows.append(from_text(str(record["text"])))
             continue
+        tokens = record[tokens_field]
         if not isinstance(tokens, list) or not all(isinstance(t, str) and t.strip() for t in tokens):
             raise DataError(source, f"field {tokens_field!r} must be a list of non-blank strings", number)
         starts = np.cumsum([0] + [len(t) + 1 for t in tokens[:-1]]).tolist()
@@ -99,40 +103,34 @@ def read_tagging_inputs(source: str, tokens_field: str, by_character: bool) -> l
     return rows
 
 
+def stretch(row: dict, a: int, b: int, **kind) -> dict:
+    """Tokens ``a .. b-1`` of an input row as a stretch of its text, with character offsets (end exclusive)."""
+    start, end = row["spans"][a][0], row["spans"][b - 1][1]
+    return {"text": row["text"][start:end], **kind, "start": start, "end": end}
+
+
 def tag_texts(run, model, args: dict, cfg, device, precision) -> list[dict]:
     """The output records of a token-classification run (see the module docstring)."""
     split = args["split"] or ("char" if cfg.data.name in CHARACTER_TASKS else "words")
     check_choice("split", split, ("char", "words"))
     rows = read_tagging_inputs(args["input"], cfg.data.tokens_field, split == "char")
     keep = [i for i, row in enumerate(rows) if row["tokens"]]
-    encoded = encode_sentences(run.tokenizer, [rows[i]["tokens"] for i in keep], cfg.data.max_length,
-                               cfg.data.window_stride)  # fmt: skip
-    predicted = (
-        predict_tags(model, encoded, args["batch_size"], device, precision, run.tokenizer.pad_id)[0]
-        if keep
-        else []
-    )
+    predicted = []
+    if keep:
+        encoded = encode_sentences(run.tokenizer, [rows[i]["tokens"] for i in keep], cfg.data.max_length,
+                                   cfg.data.window_stride)  # fmt: skip
+        predicted, _ = predict_tags(
+            model, encoded, args["batch_size"], device, precision, run.tokenizer.pad_id
+        )
     results = [{"text": row["text"], "tokens": row["tokens"], "tags": []} for row in rows]
-    scheme = run.labels.scheme
     for slot, i in enumerate(keep):
         tags = [run.labels.names[t] for t in predicted[slot]]
-        text, spans = rows[i]["text"], rows[i]["spans"]
+        row = rows[i]
         results[i]["tags"] = tags
-        if scheme == "bio":
-            results[i]["entities"] = [
-                {
-                    "text": text[spans[a][0] : spans[b - 1][1]],
-                    "type": kind,
-                    "start": spans[a][0],
-                    "end": spans[b - 1][1],
-                }
-                for kind, a, b in bio_spans(tags)
-            ]
-        elif scheme == "bmes":
-            results[i]["words"] = [
-                {"text": text[spans[a][0] : spans[b - 1][1]], "start": spans[a][0], "end": spans[b - 1][1]}
-                for a, b in word_spans(tags)
-            ]
+        if run.labels.scheme == "bio":
+            results[i]["entities"] = [stretch(row, a, b, type=kind) for kind, a, b in bio_spans(tags)]
+        elif run.labels.scheme == "bmes":
+            results[i]["words"] = [stretch(row, a, b) for a, b in word_spans(tags)]
     return results
 
 

@@ -330,6 +330,18 @@ def test_scripts_predict_evaluate_and_export_a_tagger(tiny_model_dir, conll_data
     assert empty["tags"] == [] and last["entities"] == [
         {"text": "awful", "type": "NEG", "start": 0, "end": 5}
     ]
+    lines = tmp_path / "in.jsonl"
+    records = [{"tokens": ["the", "phone", "is", "bad"]}, {"text": "very nice"}]
+    lines.write_text("".join(json.dumps(r) + "\n" for r in records))
+    done = run_script("predict.py", f"run_dir={run_dir}", f"input={lines}", "trainer.threads=1")
+    assert done.returncode == 0, done.stderr
+    given, text = (json.loads(line) for line in done.stdout.splitlines())
+    assert given["text"] == "the phone is bad"
+    assert given["entities"] == [{"text": "bad", "type": "NEG", "start": 13, "end": 16}]
+    assert text["tokens"] == ["very", "nice"] and text["entities"][0]["text"] == "very nice"
+    lines.write_text(json.dumps({"tokens": "not a list"}) + "\n")
+    done = run_script("predict.py", f"run_dir={run_dir}", f"input={lines}")
+    assert done.returncode == 2 and f"{lines}:1" in done.stderr and "'tokens'" in done.stderr
 
     done = run_script("evaluate.py", f"run_dir={run_dir}", f"file={conll_data['test']}", "format=conll",
                       "trainer.threads=1")  # fmt: skip
@@ -370,3 +382,32 @@ def test_an_unknown_tag_in_the_test_file_is_one_line_naming_file_and_line(
     assert str(bad) in message and "'B-MISC'" in message and "Traceback" not in done.stderr
     line = len(bad.read_text().splitlines())
     assert f":{line}" in message
+
+
+def test_presets_harness_and_report_show_a_tagging_run(tiny_model_dir, conll_data, tmp_path):
+    from benchmarks import presets, report
+
+    out = tmp_path / "tagging.json"
+    args = [
+        f"model.path={tiny_model_dir}", "data=conll", f"data.train_file={conll_data['train']}",
+        f"data.validation_file={conll_data['validation']}", f"data.test_file={conll_data['test']}",
+        "data.max_length=16", "data.max_train_samples=40", "trainer.epochs=1", "trainer.precision=fp32",
+        "trainer.device=cpu", "trainer.batch_size=8", "trainer.threads=1",
+    ]  # fmt: skip
+    (record,) = presets.main(["full", *args, "--json", str(out), "--work-dir", str(tmp_path)])
+    metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert record["metric"] == "entity_f1" and record["test"]["entity_f1"] == metrics["test"]["entity_f1"]
+    assert record["test"]["per_type"] == metrics["test"]["per_type"] and "accuracy" not in record["test"]
+    baseline = {
+        "kind": "tagging_baseline", "task": "ner", "baseline": "a CRF", "c1": 0.05, "c2": 0.01,
+        "val": {"f1": 0.5}, "test": {"f1": 0.25}, "train_seconds": 60.0, "environment": record["environment"],
+    }  # fmt: skip
+    out.write_text(json.dumps([record, baseline]))
+    text = report.main([str(out)])
+    test = record["test"]
+    assert (
+        f"| entity_f1 | {record['val']['entity_f1']:.4f} | {test['entity_f1']:.4f} | "
+        f"{test['entity_precision']:.4f} / {test['entity_recall']:.4f} | {test['token_accuracy']:.4f} |"
+    ) in text
+    assert "Classical baseline, ner: a CRF (c1=0.05, c2=0.01, picked on validation): val entity F1 0.5000, " \
+           "test entity F1 0.2500 (trained in 1.0 min)." in text  # fmt: skip
