@@ -404,7 +404,9 @@ def test_relearn_moves_the_known_characters_of_a_mostly_unknown_script_to_new_id
     assert old_id not in tokenizer.encode_batch(CHINESE + TEXTS).ids
     tokenizer.save(tmp_path)
     reloaded = TextTokenizer.from_dir(tmp_path)
-    assert as_lists(reloaded.encode_batch(CHINESE + TEXTS)) == as_lists(tokenizer.encode_batch(CHINESE + TEXTS))
+    assert as_lists(reloaded.encode_batch(CHINESE + TEXTS)) == as_lists(
+        tokenizer.encode_batch(CHINESE + TEXTS)
+    )
     hf_reloaded = transformers.BertTokenizerFast.from_pretrained(str(tmp_path))
     assert hf_lists(hf_reloaded, CHINESE + TEXTS) == as_lists(tokenizer.encode_batch(CHINESE + TEXTS))
     assert reloaded.extend_vocabulary(CHINESE, min_freq=2, relearn=True) == []  # nothing left to move
