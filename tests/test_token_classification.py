@@ -364,6 +364,18 @@ def test_scripts_predict_evaluate_and_export_a_tagger(tiny_model_dir, conll_data
         torch.testing.assert_close(ours(ids, mask)[mask.bool()], theirs(input_ids=ids, attention_mask=mask).logits[mask.bool()],
                                    atol=1e-5, rtol=1e-5)  # fmt: skip
 
+    done = run_script("export.py", f"run_dir={run_dir}", "format=ftcore", f"out={tmp_path / 'ftcore'}")
+    assert done.returncode == 0, done.stderr
+    from ftcore.methods.adapters import load_classifier
+
+    standalone = load_classifier(tmp_path / "ftcore").eval()
+    assert isinstance(standalone, TokenClassifier) and standalone.head.crf is not None
+    for name, tensor in ours.head.crf.named_buffers():  # the BIO constraints, rebuilt from labels.json
+        torch.testing.assert_close(dict(standalone.head.crf.named_buffers())[name], tensor)
+    torch.testing.assert_close(standalone.head.crf.transitions, ours.head.crf.transitions)
+    with torch.no_grad():
+        torch.testing.assert_close(standalone(ids, mask), ours(ids, mask))
+
     done = run_script("export.py", f"run_dir={run_dir}", "format=peft", f"out={tmp_path / 'peft'}")
     assert done.returncode == 2 and "token classifier" in done.stderr and "Traceback" not in done.stderr
 
