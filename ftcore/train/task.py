@@ -203,15 +203,27 @@ def predict_tags(
     gathered = [piece for part in parts for piece in part[0]]
     loss_sum, counted = sum(part[1] for part in parts), sum(part[2] for part in parts)
     num_sentences = int(rows.sentence.max()) + 1 if len(rows) else 0
+    tags = decode_sentences(model, gathered, num_sentences, batch_size, device)
+    model.train(was_training)
+    return tags, (loss_sum / counted if counted else None)
+
+
+def decode_sentences(
+    model: TokenClassifier, pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], num_sentences: int,
+    batch_size: int, device: torch.device,
+) -> list[list[int]]:  # fmt: skip
+    """Tag ids of every word of every sentence from ``pieces`` of ``(sentence, word, logits)`` arrays (each
+    word once): the words' logits are laid out per sentence and each sentence is decoded whole (argmax,
+    or the CRF's Viterbi), ``batch_size`` sentences at a time."""
     num_words = np.zeros(num_sentences, dtype=np.int64)
-    for sentence, word, _ in gathered:
+    for sentence, word, _ in pieces:
         np.maximum.at(num_words, sentence, word + 1)
     starts = np.concatenate([[0], np.cumsum(num_words)])
     emissions = np.zeros((starts[-1], model.num_labels), dtype=np.float32)
-    for sentence, word, logits in gathered:
+    for sentence, word, logits in pieces:
         emissions[starts[sentence] + word] = logits
     tags: list[list[int]] = []
-    for first in range(0, num_sentences, batch_size):  # decode whole sentences, a batch at a time
+    for first in range(0, num_sentences, batch_size):
         chunk = range(first, min(first + batch_size, num_sentences))
         longest = max(1, int(num_words[list(chunk)].max()))
         padded = np.zeros((len(chunk), longest, model.num_labels), dtype=np.float32)
@@ -221,8 +233,7 @@ def predict_tags(
         mask[:, 0] = True  # (an empty sentence decodes one dummy position, dropped below)
         decoded = model.decode(torch.from_numpy(padded).to(device), mask.to(device))
         tags.extend(path[: num_words[s]] for path, s in zip(decoded, chunk))
-    model.train(was_training)
-    return tags, (loss_sum / counted if counted else None)
+    return tags
 
 
 @dataclass
