@@ -55,14 +55,38 @@ def predict(
 ) -> tuple[np.ndarray, float | None]:
     """Model outputs for every example, in example order, and the mean loss when ``labels`` are given.
 
-    Outputs are class probabilities | label probabilities | predictions (see ``outputs_from_logits``).
-    An example is one row of ``encoded``, or, when ``documents`` maps each row to its example (long
-    texts read as windows), the fp32 mean or max (``window_pool``) of its rows' logits: outputs, labels
-    and loss then count each example once. Batches are sorted by length (little padding); under DDP
-    each rank scores a share and all ranks end with the same gathered result.
+    Outputs are class probabilities | label probabilities | predictions (see ``outputs_from_logits``) of
+    the logits of :func:`predict_logits`; outputs, labels and loss count each example once.
     """
     was_training = model.training
     model.eval()
+    logits = predict_logits(
+        model, encoded, batch_size, device, precision, pad_id, dist, documents, window_pool
+    )
+    loss = None if labels is None else model.loss(logits, torch.as_tensor(labels, device=device)).item()
+    model.train(was_training)
+    return outputs_from_logits(model.problem, logits).cpu().numpy(), loss
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: SequenceClassifier,
+    encoded: EncodedTexts,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    pad_id: int = 0,
+    dist: DistInfo = SINGLE_PROCESS,
+    documents: np.ndarray | None = None,
+    window_pool: str = "mean",
+) -> torch.Tensor:
+    """The fp32 logits ``(examples, num_labels)`` of every example, in example order, on ``device``.
+
+    An example is one row of ``encoded``, or, when ``documents`` maps each row to its example (long
+    texts read as windows), the fp32 mean or max (``window_pool``) of its rows' logits. Batches are
+    sorted by length (little padding); under DDP each rank scores a share and all ranks end with the
+    same gathered result.
+    """
     batches = epoch_batches(
         encoded.lengths, batch_size, 0, 0, shuffle=False, world_size=dist.world_size, rank=dist.rank
     )
@@ -81,12 +105,8 @@ def predict(
     stacked = np.concatenate([g[1] for g in gathered if g[1] is not None])
     row_logits = np.empty_like(stacked)
     row_logits[order] = stacked
-    logits = torch.from_numpy(row_logits).to(device)
-    if documents is not None:
-        logits = pool_windows(logits, documents, window_pool)
-    loss = None if labels is None else model.loss(logits, torch.as_tensor(labels, device=device)).item()
-    model.train(was_training)
-    return outputs_from_logits(model.problem, logits).cpu().numpy(), loss
+    result = torch.from_numpy(row_logits).to(device)
+    return result if documents is None else pool_windows(result, documents, window_pool)
 
 
 def evaluate(
@@ -171,12 +191,32 @@ def predict_tags(
     """The tag ids of every word of every sentence of ``rows``, and the mean loss per word when
     ``labels`` (per position, see ``tagging.row_labels``) are given.
 
-    Each word's logits come from the one row that predicts it; a sentence read as several windows is
-    then decoded whole (argmax, or Viterbi over the entire sentence with a CRF). Under DDP each rank
-    scores a share of the rows and all ranks end with the same result.
+    Each word's logits come from the one row that predicts it (:func:`word_logits`); a sentence read as
+    several windows is then decoded whole (argmax, or Viterbi over the entire sentence with a CRF).
     """
     was_training = model.training
     model.eval()
+    pieces, loss = word_logits(model, rows, batch_size, device, precision, pad_id, labels, dist)
+    num_sentences = int(rows.sentence.max()) + 1 if len(rows) else 0
+    tags = decode_sentences(model, pieces, num_sentences, batch_size, device)
+    model.train(was_training)
+    return tags, loss
+
+
+@torch.inference_mode()
+def word_logits(
+    model: TokenClassifier,
+    rows: TaggedRows,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    pad_id: int = 0,
+    labels: np.ndarray | None = None,
+    dist: DistInfo = SINGLE_PROCESS,
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], float | None]:
+    """Pieces ``(sentence, word, logits)`` holding the fp32 logits of every word of ``rows`` once, and the
+    mean loss per word when ``labels`` are given. Rows are batched by length; under DDP each rank scores
+    a share and all ranks end with every piece."""
     batches = epoch_batches(
         rows.encoded.lengths, batch_size, 0, 0, shuffle=False, world_size=dist.world_size, rank=dist.rank
     )
@@ -202,10 +242,7 @@ def predict_tags(
     parts = gather_objects((pieces, loss_sum, counted), dist)
     gathered = [piece for part in parts for piece in part[0]]
     loss_sum, counted = sum(part[1] for part in parts), sum(part[2] for part in parts)
-    num_sentences = int(rows.sentence.max()) + 1 if len(rows) else 0
-    tags = decode_sentences(model, gathered, num_sentences, batch_size, device)
-    model.train(was_training)
-    return tags, (loss_sum / counted if counted else None)
+    return gathered, (loss_sum / counted if counted else None)
 
 
 def decode_sentences(
