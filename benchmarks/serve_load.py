@@ -4,7 +4,9 @@
     python benchmarks/serve_load.py --run-dir outputs/reviews-lora --json benchmarks/results/serve.json
 
 For each mode (``dynamic``: ``max_batch_size``/``max_wait_ms`` as given; ``single``: ``max_batch_size=1``)
-the server is started as a user starts it, on localhost. For each client count, that many threads each
+a server is started as a user starts it, on localhost; both stay up and take turns under load, every
+setting repeated ``--rounds`` times, so slow drift of the machine hits both alike. For each client
+count, that many threads each
 hold one keep-alive connection and send ``POST /predict`` with one text of the run's test split at a
 time, until ``--requests`` are answered or ``--seconds`` have passed. Every answer is checked against
 ``scripts/predict.py``'s scores for the same text (run once up front): a request that fails, or whose
@@ -162,7 +164,9 @@ def drive(port: int, texts: list[str], expected: list[dict], clients: int, max_r
     }
 
 
-def model_ceiling(run_dir: Path, texts: list[str], batch_sizes: list[int], max_texts: int) -> list[dict]:
+def model_ceiling(
+    run_dir: Path, texts: list[str], batch_sizes: list[int], max_texts: int, rounds: int
+) -> list[dict]:
     """The model alone, in this process's main thread, with no server: texts per second when the same
     texts are scored ``batch_size`` at a time (as the server's worker scores them). No server can batch
     better than this; the ratio between batch sizes bounds what dynamic batching can gain."""
@@ -171,20 +175,21 @@ def model_ceiling(run_dir: Path, texts: list[str], batch_sizes: list[int], max_t
     engine = Engine.load(run_dir, max_batch_size=max(batch_sizes))
     items = engine.encode([(t, None) for t in texts[:max_texts]], truncate=True)
     records = []
-    for size in batch_sizes:
-        chunks = [items[k : k + size] for k in range(0, len(items) - size + 1, size)]
-        if not chunks:
-            raise ValueError(f"--ceiling-texts {len(items)} is fewer than a batch of {size}")
-        engine.score(chunks[0])  # warm-up
-        began = time.perf_counter()
-        for chunk in chunks:
-            engine.score(chunk)
-        wall = time.perf_counter() - began
-        scored = len(chunks) * size
-        records.append({"kind": "serve_model_ceiling", "batch_size": size, "texts": scored,
-                        "texts_per_s": round(scored / wall, 2), "ms_per_text": round(wall / scored * 1000, 3),
-                        "precision": engine.precision})  # fmt: skip
-        print(f"model only, batch {size:3d}: {scored / wall:8.1f} texts/s", flush=True)
+    for round_ in range(rounds):
+        for size in batch_sizes:
+            chunks = [items[k : k + size] for k in range(0, len(items) - size + 1, size)]
+            if not chunks:
+                raise ValueError(f"--ceiling-texts {len(items)} is fewer than a batch of {size}")
+            engine.score(chunks[0])  # warm-up
+            began = time.perf_counter()
+            for chunk in chunks:
+                engine.score(chunk)
+            wall = time.perf_counter() - began
+            scored = len(chunks) * size
+            records.append({"kind": "serve_model_ceiling", "round": round_, "batch_size": size, "texts": scored,
+                            "texts_per_s": round(scored / wall, 2), "ms_per_text": round(wall / scored * 1000, 3),
+                            "precision": engine.precision})  # fmt: skip
+            print(f"round {round_}  model only, batch {size:3d}: {scored / wall:8.1f} texts/s", flush=True)
     return records
 
 
@@ -196,7 +201,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--modes", nargs="+", choices=["single", "dynamic"], default=["single", "dynamic"])
     parser.add_argument("--requests", type=int, default=3000, help="requests per setting at most")
-    parser.add_argument("--seconds", type=float, default=30.0, help="seconds per setting at most")
+    parser.add_argument("--seconds", type=float, default=15.0, help="seconds per setting at most")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="repeat every setting, modes interleaved, so both meet the machine's drift alike")  # fmt: skip
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=int, default=5)
     parser.add_argument("--texts", type=int, default=2604, help="test-split texts to cycle through")
@@ -218,26 +225,39 @@ def main(argv: list[str] | None = None) -> list[dict]:
         expected = predict_py_scores(args.run_dir, texts, Path(workdir))
     records = []
     if args.ceiling_texts:
-        records += model_ceiling(args.run_dir, texts, [1, args.max_batch_size], args.ceiling_texts)
-    for mode in args.modes:
+        records += model_ceiling(
+            args.run_dir, texts, [1, args.max_batch_size], args.ceiling_texts, args.rounds
+        )
+    servers, settings, infos = {}, {}, {}
+    for mode in args.modes:  # both servers stay up; only the one under load works
         size = 1 if mode == "single" else args.max_batch_size
-        settings = [f"max_batch_size={size}", f"max_wait_ms={args.max_wait_ms}", *args.server_args.split()]
-        server = Server(args.run_dir, *settings)
-        info = json.loads(server.get("/info"))
+        settings[mode] = [
+            f"max_batch_size={size}",
+            f"max_wait_ms={args.max_wait_ms}",
+            *args.server_args.split(),
+        ]
+        servers[mode] = Server(args.run_dir, *settings[mode])
+        infos[mode] = json.loads(servers[mode].get("/info"))
+    for round_ in range(args.rounds):
         for clients in args.clients:
-            before = server.batches()
-            result = drive(server.port, texts, expected, clients, args.requests, args.seconds, args.tolerance)
-            after = server.batches()
-            result["mean_batch_size"] = round((after[0] - before[0]) / max(after[1] - before[1], 1), 2)
-            print(f"{mode:8s} clients={clients:3d}  {result['requests_per_s']:8.1f} req/s  "
-                  f"p50 {result['latency_ms']['p50']:7.1f} ms  p99 {result['latency_ms']['p99']:7.1f} ms  "
-                  f"batch {result['mean_batch_size']:5.1f}  dropped {result['dropped']}  wrong {result['wrong']}",
-                  flush=True)  # fmt: skip
-            records.append({"kind": "serve_load", "mode": mode, "settings": settings, "precision": info["model_dtype"],
-                            "threads": info["serving"]["threads"], "texts": len(texts), **result})  # fmt: skip
+            for mode, server in servers.items():
+                before = server.batches()
+                result = drive(
+                    server.port, texts, expected, clients, args.requests, args.seconds, args.tolerance
+                )
+                after = server.batches()
+                result["mean_batch_size"] = round((after[0] - before[0]) / max(after[1] - before[1], 1), 2)
+                print(f"round {round_}  {mode:8s} clients={clients:3d}  {result['requests_per_s']:8.1f} req/s  "
+                      f"p50 {result['latency_ms']['p50']:7.1f} ms  p99 {result['latency_ms']['p99']:7.1f} ms  "
+                      f"batch {result['mean_batch_size']:5.1f}  dropped {result['dropped']}  wrong {result['wrong']}",
+                      flush=True)  # fmt: skip
+                records.append({"kind": "serve_load", "round": round_, "mode": mode, "settings": settings[mode],
+                                "precision": infos[mode]["model_dtype"], "threads": infos[mode]["serving"]["threads"],
+                                "texts": len(texts), **result})  # fmt: skip
+    for mode, server in servers.items():
         exit_code = server.stop()
         if exit_code != 0:
-            raise RuntimeError(f"serve.py exited with {exit_code} on SIGTERM")
+            raise RuntimeError(f"serve.py ({mode}) exited with {exit_code} on SIGTERM")
     if args.json:
         import torch
 

@@ -403,19 +403,39 @@ def start(*args: str) -> tuple[subprocess.Popen, int]:
     raise AssertionError("".join(lines))
 
 
-def test_the_script_drains_requests_in_flight_on_sigterm_and_exits_0(run_dir):
-    proc, port = start(f"run_dir={run_dir}", "max_wait_ms=1500")
+def test_draining_answers_the_requests_in_flight_and_refuses_new_ones(engine, monkeypatch):
+    with serving(engine) as server:
+        real = server.batcher.score
+
+        def slow(items):
+            time.sleep(1.0)
+            return real(items)
+
+        monkeypatch.setattr(server.batcher, "score", slow)
+        with ThreadPoolExecutor(2) as pool:
+            pending = pool.submit(call, server, "POST", "/predict", {"inputs": "good phone"})
+            time.sleep(0.3)  # the request is now in the model
+            drained = pool.submit(server.drain, 10)
+            time.sleep(0.2)
+            assert call(server, "GET", "/health")[0] == 503
+            status, _, body = call(server, "POST", "/predict", {"inputs": "good phone"})
+            assert (status, body["error_type"]) == (503, "unhealthy")
+            status, _, answer = pending.result(30)
+            assert status == 200 and len(answer) == 2
+            assert drained.result(30) is True
+        server.state = "ready"  # (serving() drains again on exit: nothing left to wait for)
+
+
+def test_the_script_stops_on_sigterm_and_exits_0(run_dir):
+    proc, port = start(f"run_dir={run_dir}")
     try:
         assert call(port, "GET", "/health")[0] == 200
-        with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(call, port, "POST", "/predict", {"inputs": "good phone"})
-            time.sleep(0.5)  # the request now waits in the queue for company
-            proc.send_signal(signal.SIGTERM)
-            status, _, answer = pending.result(30)
+        status, _, answer = call(port, "POST", "/predict", {"inputs": "good phone"})
         assert status == 200 and len(answer) == 2
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         rest = proc.stderr.read()
-        assert "draining 1 request(s)" in rest and "stopped" in rest
+        assert "draining 0 request(s)" in rest and "stopped" in rest
     finally:
         proc.kill()
     with pytest.raises(ConnectionError):
@@ -445,7 +465,7 @@ def test_load_benchmark_checks_every_answer_and_records_both_modes(run_dir, tmp_
     out = tmp_path / "serve.json"
     records = serve_load.main([
         "--run-dir", str(run_dir), "--clients", "1", "6", "--requests", "60", "--seconds", "20", "--texts", "20",
-        "--ceiling-texts", "16", "--max-batch-size", "8", "--tolerance", "1e-5", "--max-wait-ms", "50",
+        "--ceiling-texts", "16", "--max-batch-size", "8", "--rounds", "1", "--tolerance", "1e-5", "--max-wait-ms", "50",
         "--server-args", "threads=1", "--json", str(out),
     ])  # fmt: skip
     ceiling, load = records[:2], records[2:]
@@ -455,8 +475,8 @@ def test_load_benchmark_checks_every_answer_and_records_both_modes(run_dir, tmp_
     assert all(r["texts_per_s"] > 0 for r in ceiling)
     assert [(r["mode"], r["clients"]) for r in load] == [
         ("single", 1),
-        ("single", 6),
         ("dynamic", 1),
+        ("single", 6),
         ("dynamic", 6),
     ]
     for r in load:
@@ -470,6 +490,6 @@ def test_load_benchmark_checks_every_answer_and_records_both_modes(run_dir, tmp_
             r["latency_ms"]["p50"] <= r["latency_ms"]["p95"] <= r["latency_ms"]["p99"]
             and r["requests_per_s"] > 0
         )
-    assert [r["mean_batch_size"] for r in load[:2]] == [1.0, 1.0] and load[3]["mean_batch_size"] > 1
+    assert [r["mean_batch_size"] for r in load[::2]] == [1.0, 1.0] and load[3]["mean_batch_size"] > 1
     saved = json.loads(out.read_text())
     assert len(saved) == 6 and saved[2]["environment"]["git_commit"] and saved[2]["precision"] == "fp32"

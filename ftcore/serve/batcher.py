@@ -2,7 +2,8 @@
 
 The worker takes the oldest waiting text, then keeps taking texts until it holds ``max_batch_size`` or
 the oldest has waited ``max_wait_ms``, and scores them in one call. Under load the queue already holds
-a full batch and nobody waits; a lone request waits at most ``max_wait_ms`` for company. Texts are
+a full batch and nobody waits. It waits only while more texts are on their way (``coming``: a request
+still being read or tokenized), so a lone client pays no ``max_wait_ms``. Texts are
 taken first come, first served (no request starves); the scoring call sorts them by length
 (``Engine.score`` batches as ``predict.py`` does). ``max_batch_size=1`` scores every text alone.
 """
@@ -46,12 +47,14 @@ class Batcher:
     """
 
     def __init__(self, score: Callable[[list], list], max_batch_size: int, max_wait_ms: float,
-                 stats: Stats | None = None, thread: bool = True):  # fmt: skip
+                 stats: Stats | None = None, thread: bool = True,
+                 coming: Callable[[], bool] = lambda: True):  # fmt: skip
         if max_batch_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
         self.score = score
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
+        self.coming = coming
         self.stats = stats or Stats()
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.worker = None
@@ -84,11 +87,16 @@ class Batcher:
             return [], True
         batch, deadline = [first], first.since + self.max_wait
         while len(batch) < self.max_batch_size:
-            remaining = deadline - time.monotonic()
             try:
-                nxt = self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait()
+                nxt = self.queue.get_nowait()
             except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.coming():
+                    break
+                try:  # (short waits, so a request that stops coming ends the wait early)
+                    nxt = self.queue.get(timeout=min(remaining, 0.001))
+                except queue.Empty:
+                    continue
             if nxt is _STOP:
                 return batch, True
             batch.append(nxt)

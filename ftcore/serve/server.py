@@ -71,6 +71,7 @@ class InferenceServer(ThreadingHTTPServer):
         self.engine: Engine | None = None
         self.batcher: Batcher | None = None
         self.permits = threading.BoundedSemaphore(settings.max_concurrent_requests)
+        self.preparing = 0  # requests in flight that have not queued their texts yet
         self.idle = threading.Condition()
 
     @property
@@ -84,7 +85,7 @@ class InferenceServer(ThreadingHTTPServer):
         thread, then report healthy."""
         self.engine = engine
         self.batcher = Batcher(engine.score, self.settings.max_batch_size, self.settings.max_wait_ms,
-                               self.stats, thread=worker_thread)  # fmt: skip
+                               self.stats, thread=worker_thread, coming=lambda: self.preparing > 0)  # fmt: skip
         engine.warm_up()
         self.state = "ready"
 
@@ -242,12 +243,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def predict(self, body: bytes, started: float) -> tuple[int, object, dict]:
         server, engine = self.server, self.server.engine
+        with server.idle:
+            server.preparing += 1
         try:
-            request = parse_predict(body, server.settings.max_client_batch_size)
-            server.stats.count("requests", "batch" if request.batched else "single")
-            items = engine.encode(request.inputs, request.truncate)
-            encoded = time.monotonic()
-            outputs = [f.result() for f in server.batcher.submit(items)]
+            try:
+                request = parse_predict(body, server.settings.max_client_batch_size)
+                server.stats.count("requests", "batch" if request.batched else "single")
+                items = engine.encode(request.inputs, request.truncate)
+                encoded = time.monotonic()
+                futures = server.batcher.submit(items)
+            finally:
+                with server.idle:
+                    server.preparing -= 1
+            outputs = [f.result() for f in futures]
             answers = [engine.answer(item, out, request.raw_scores) for item, out in zip(items, outputs)]
         except ServeError as e:
             return e.status, e, {}
