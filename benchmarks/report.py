@@ -166,6 +166,41 @@ def tagging_table(records: list[dict], baselines: list[dict]) -> list[str]:
     return lines
 
 
+def serve_table(records: list[dict], ceiling: list[dict]) -> list[str]:
+    """The load test: per client count and mode, the median over rounds of throughput and latency, with
+    every round's dropped and wrong answers summed; then the model alone at each batch size."""
+    import statistics
+
+    head = "| clients | mode | requests/s | × single | p50 ms | p95 ms | p99 ms | mean batch | dropped | wrong | rounds |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)] if records else []
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["clients"], r["mode"]), []).append(r)
+
+    def median(rows: list[dict], key: str, sub: str | None = None) -> float:
+        return statistics.median(r[key][sub] if sub else r[key] for r in rows)
+
+    for (clients, mode), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "single")):
+        single = groups.get((clients, "single"))
+        ratio = median(rows, "requests_per_s") / median(single, "requests_per_s") if single else None
+        lines.append(
+            f"| {clients} | {mode} | {median(rows, 'requests_per_s'):.1f} | {_fmt(ratio, '.2f')}× "
+            f"| {median(rows, 'latency_ms', 'p50'):.0f} | {median(rows, 'latency_ms', 'p95'):.0f} "
+            f"| {median(rows, 'latency_ms', 'p99'):.0f} | {median(rows, 'mean_batch_size'):.1f} "
+            f"| {sum(r['dropped'] for r in rows)} | {sum(r['wrong'] for r in rows)} | {len(rows)} |"
+        )
+    sizes: dict[int, list[float]] = {}
+    for r in ceiling:
+        sizes.setdefault(r["batch_size"], []).append(r["texts_per_s"])
+    if sizes:
+        parts = [f"batch {size}: {statistics.median(v):.1f} texts/s" for size, v in sorted(sizes.items())]
+        first = statistics.median(sizes[min(sizes)])
+        gain = statistics.median(sizes[max(sizes)]) / first
+        lines += ["", f"The model alone (no server, median of {len(sizes[min(sizes)])} rounds): {'; '.join(parts)} "
+                      f"({gain:.2f}× from batching)."]  # fmt: skip
+    return lines
+
+
 def environment_lines(records: list[dict]) -> list[str]:
     """One line per distinct environment (versions, commit, machine) with the malloc settings seen in it."""
     seen: dict[str, set[str]] = {}
@@ -185,6 +220,8 @@ def table(records: list[dict]) -> str:
     taggers = [r for r in records if r.get("kind") == "preset" and "token_accuracy" in r["test"]]
     baselines = [r for r in records if r.get("kind") == "baseline"]
     tagging_baselines = [r for r in records if r.get("kind") == "tagging_baseline"]
+    served = [r for r in records if r.get("kind") == "serve_load"]
+    ceiling = [r for r in records if r.get("kind") == "serve_model_ceiling"]
     lines = []
     if steps:
         lines += throughput_table(steps) + [""] + environment_lines(steps) + [""]
@@ -195,6 +232,8 @@ def table(records: list[dict]) -> str:
     if taggers or tagging_baselines:
         lines += tagging_table(taggers, tagging_baselines) + [""]
         lines += environment_lines(taggers + tagging_baselines) + [""]
+    if served or ceiling:
+        lines += serve_table(served, ceiling) + [""] + environment_lines(served + ceiling) + [""]
     return "\n".join(lines)
 
 

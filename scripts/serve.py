@@ -11,7 +11,8 @@ most ``max_wait_ms`` for company. The model is the run's ``checkpoint`` (best) w
 run as ``predict.py`` runs it, in ``precision`` (``auto``: the run's own) on ``device``;
 ``threads`` sets PyTorch's intra-op threads (0: its default). SIGTERM or Ctrl-C drains and exits 0.
 
-Keys: run_dir, checkpoint, host, port, max_batch_size, max_wait_ms, max_client_batch_size,
+Keys: run_dir, checkpoint, host, port, max_batch_size, max_wait_ms, max_batch_tokens (padded tokens per
+forward pass; 0: 1024 on CPU, 16384 on CUDA), max_client_batch_size,
 max_concurrent_requests, payload_limit (bytes), threads, precision, device, drain_timeout_s,
 log_requests; ``data.*`` / ``trainer.*`` override the run's config (e.g. ``data.max_length``).
 """
@@ -29,8 +30,9 @@ from ftcore.train.experiment import RUN_CHECKPOINTS, load_run
 
 DEFAULTS = {
     "run_dir": "", "checkpoint": "best", "host": "127.0.0.1", "port": 8080, "max_batch_size": 32,
-    "max_wait_ms": 5, "max_client_batch_size": 32, "max_concurrent_requests": 512, "payload_limit": 2_000_000,
-    "threads": 0, "precision": "auto", "device": "auto", "drain_timeout_s": 30, "log_requests": False,
+    "max_wait_ms": 5, "max_batch_tokens": 0, "max_client_batch_size": 32, "max_concurrent_requests": 512,
+    "payload_limit": 2_000_000, "threads": 0, "precision": "auto", "device": "auto", "drain_timeout_s": 30,
+    "log_requests": False,
 }  # fmt: skip
 
 
@@ -49,6 +51,8 @@ def main() -> None:
         settings.check()
     except ValueError as e:
         cli.fail(str(e))
+    if args["max_batch_tokens"] < 0:
+        cli.fail(f"max_batch_tokens={args['max_batch_tokens']} must be 0 (automatic) or more")
     if args["threads"] < 0:
         cli.fail(f"threads={args['threads']} must be 0 (PyTorch's default) or more")
     if args["threads"]:
@@ -59,7 +63,7 @@ def main() -> None:
         run = load_run(args["run_dir"], args["checkpoint"])
         cfg = cli.apply_overrides(run.config, overrides)
         return Engine(run, cfg, device=args["device"], precision=args["precision"],
-                      max_batch_size=settings.max_batch_size)  # fmt: skip
+                      max_batch_size=settings.max_batch_size, max_batch_tokens=args["max_batch_tokens"])  # fmt: skip
 
     drained = serve(settings, load)
     sys.exit(0 if drained else 1)

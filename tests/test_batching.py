@@ -341,3 +341,22 @@ def test_augment_keeps_an_empty_second_segment():
     for _ in range(100):
         out_ids, out_types = augment(ids, types, 0.5, rng)
         assert out_ids[0] == CLS and out_ids[-2:].tolist() == [SEP, SEP] and out_types[-2:].tolist() == [0, 1]
+
+
+def test_token_batches_sort_by_length_and_keep_to_the_token_budget():
+    from ftcore.data.batching import token_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 130, size=200)
+    lengths[7] = 600  # more than half the budget: goes alone
+    batches = token_batches(lengths, max_tokens=1024, max_rows=32)
+    order = np.concatenate(batches)
+    assert sorted(order.tolist()) == list(range(200))  # every example once
+    assert (np.diff(lengths[order]) <= 0).all()  # longest first
+    assert batches[0].tolist() == [7]
+    for b in batches:
+        assert len(b) <= 32 and (len(b) == 1 or len(b) * lengths[b].max() <= 1024)
+        full = len(b) < 32 and b is not batches[-1]
+        if full:  # a batch stops only when one more row would break the budget
+            assert (len(b) + 1) * lengths[b].max() > 1024
+    assert len(token_batches(np.full(64, 8), 1024, 32)) == 2  # short texts: max_rows binds

@@ -65,6 +65,22 @@ def epoch_batches(
     return [b[rank::world_size] for b in global_batches if len(b[rank::world_size])]
 
 
+def token_batches(lengths: np.ndarray, max_tokens: int, max_rows: int) -> list[np.ndarray]:
+    """Index batches for inference, longest examples first, each holding at most ``max_rows`` examples
+    and at most ``max_tokens`` padded token slots (rows × its longest example; an example longer than
+    the budget goes alone). Sorting first keeps padding small; the token budget keeps each forward pass
+    at the size that runs fastest (on a CPU, a few thousand tokens: beyond that, more rows no longer
+    help and only add padding)."""
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        rows = max(1, min(max_rows, max_tokens // longest))
+        batches.append(order[start : start + rows])
+        start += rows
+    return batches
+
+
 def padding_fraction(lengths: np.ndarray, batches: list[np.ndarray], pad_to_multiple: int = 1) -> float:
     """Share of the token slots in padded batches that hold padding."""
     real = padded = 0

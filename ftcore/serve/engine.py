@@ -72,17 +72,21 @@ class Engine:
         run: the loaded run (``load_run``); its adapters are merged and prefixes folded here.
         cfg: the run's config, possibly with ``data.*`` / ``trainer.*`` overrides.
         device, precision: ``auto`` picks as training does; ``precision=auto`` keeps the run's own.
-        max_batch_size: rows per forward pass (a long text read as windows has several).
+        max_batch_size: rows per forward pass at most (a long text read as windows has several).
+        max_batch_tokens: padded tokens per forward pass at most: the texts of one batch are sorted by
+            length and cut into passes of this size (0: 1024 on CPU, where bigger passes only add
+            padding, 16384 on CUDA).
     """
 
     def __init__(self, run: TrainedRun, cfg: Config, device: str = "auto", precision: str = "auto",
-                 max_batch_size: int = 32):  # fmt: skip
+                 max_batch_size: int = 32, max_batch_tokens: int = 0):  # fmt: skip
         self.run, self.cfg = run, cfg
         self.device = resolve_device(cfg.trainer.device if device == "auto" else device)
         self.precision = resolve_precision(
             cfg.trainer.precision if precision == "auto" else precision, self.device
         )
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens or (16384 if self.device.type == "cuda" else 1024)
         self.tagging = isinstance(run.labels, TagSpace)
         self.model = run.model
         merge_lora(self.model)  # no adapter cost per request
@@ -149,7 +153,7 @@ class Engine:
         logits = predict_logits(
             self.model, concat_encoded(rows), self.max_batch_size, self.device, self.precision,
             self.run.tokenizer.pad_id, documents=documents if windows else None,
-            window_pool=self.cfg.data.window_pool,
+            window_pool=self.cfg.data.window_pool, max_tokens=self.max_batch_tokens,
         )  # fmt: skip
         return list(logits.cpu().numpy())
 
@@ -232,4 +236,5 @@ class Engine:
             "method": self.cfg.method.name,
             "device": str(self.device),
             "truncation": "windows" if self.cfg.data.long_text == "windows" else self.cfg.data.truncation,
+            "max_batch_tokens": self.max_batch_tokens,
         }

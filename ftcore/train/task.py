@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ftcore.data.batching import collate, epoch_batches
+from ftcore.data.batching import collate, epoch_batches, token_batches
 from ftcore.data.dataset import LabelSpace, Split, TaskData
 from ftcore.data.long_text import pool_windows
 from ftcore.data.tagging import TaggedRows, TaggedSplit, TaggingData, TagSpace, collate_rows
@@ -79,17 +79,22 @@ def predict_logits(
     dist: DistInfo = SINGLE_PROCESS,
     documents: np.ndarray | None = None,
     window_pool: str = "mean",
+    max_tokens: int | None = None,
 ) -> torch.Tensor:
     """The fp32 logits ``(examples, num_labels)`` of every example, in example order, on ``device``.
 
     An example is one row of ``encoded``, or, when ``documents`` maps each row to its example (long
     texts read as windows), the fp32 mean or max (``window_pool``) of its rows' logits. Batches are
-    sorted by length (little padding); under DDP each rank scores a share and all ranks end with the
-    same gathered result.
+    sorted by length (little padding), ``batch_size`` rows each, or, with ``max_tokens`` (one process
+    only), as many as fit that many padded tokens (``token_batches``); under DDP each rank scores a
+    share and all ranks end with the same gathered result.
     """
-    batches = epoch_batches(
-        encoded.lengths, batch_size, 0, 0, shuffle=False, world_size=dist.world_size, rank=dist.rank
-    )
+    if max_tokens is not None and dist.world_size == 1:
+        batches = token_batches(encoded.lengths, max_tokens, batch_size)
+    else:
+        batches = epoch_batches(
+            encoded.lengths, batch_size, 0, 0, shuffle=False, world_size=dist.world_size, rank=dist.rank
+        )
     indices, logits = [], []
     for idx in batches:
         batch = batch_to(collate(encoded, idx, pad_id=pad_id), device)
