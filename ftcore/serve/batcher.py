@@ -55,6 +55,7 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.coming = coming
+        self.closed = False
         self.stats = stats or Stats()
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.worker = None
@@ -63,7 +64,10 @@ class Batcher:
             self.worker.start()
 
     def submit(self, items: list) -> list[Future]:
-        """Queue ``items``; each future resolves to its output (or raises ServeError)."""
+        """Queue ``items``; each future resolves to its output (or raises ServeError). After
+        :meth:`close`, raises ServeError ``unhealthy``."""
+        if self.closed:
+            raise ServeError("unhealthy", "the server is stopping")
         now = time.monotonic()
         waiting = [Waiting(item, Future(), now) for item in items]
         self.stats.add("queued", len(waiting))
@@ -72,7 +76,9 @@ class Batcher:
         return [w.future for w in waiting]
 
     def close(self) -> None:
-        """Finish what is queued, then stop the worker (and wait for its thread, if it has one)."""
+        """Finish what is queued, then stop the worker (and wait for its thread, if it has one). Texts
+        that slip in after it are refused with ``unhealthy``, never left waiting."""
+        self.closed = True
         self.queue.put(_STOP)
         if self.worker is not None:
             self.worker.join()
@@ -107,24 +113,33 @@ class Batcher:
         stopping = False
         while not stopping:
             batch, stopping = self._next_batch()
-            if not batch:
-                continue
-            start = time.monotonic()
-            self.stats.add("queued", -len(batch))
-            for w in batch:
-                self.stats.observe("ftcore_queue_seconds", start - w.since)
+            if batch:
+                self._run(batch)
+        while True:  # (a submit racing close: answer it rather than leave it waiting)
             try:
-                outputs = self.score([w.item for w in batch])
-                if len(outputs) != len(batch):
-                    raise RuntimeError(f"scored {len(outputs)} outputs for {len(batch)} texts")
-            except Exception as e:  # a model error fails this batch only; the server keeps serving
-                log.exception("inference failed for a batch of %d texts", len(batch))
-                error = ServeError("backend", f"inference failed: {type(e).__name__}: {e}")
-                for w in batch:
-                    w.future.set_exception(error)
-                continue
-            finally:
-                self.stats.observe("ftcore_inference_seconds", time.monotonic() - start)
-                self.stats.observe("ftcore_batch_size", len(batch))
-            for w, output in zip(batch, outputs):
-                w.future.set_result(output)
+                late = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if late is not _STOP:
+                late.future.set_exception(ServeError("unhealthy", "the server is stopping"))
+
+    def _run(self, batch: list[Waiting]) -> None:
+        """Score one batch and resolve its futures."""
+        start = time.monotonic()
+        self.stats.add("queued", -len(batch))
+        for w in batch:
+            self.stats.observe("ftcore_queue_seconds", start - w.since)
+        try:
+            outputs = self.score([w.item for w in batch])
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"scored {len(outputs)} outputs for {len(batch)} texts")
+        except Exception as e:  # a model error fails this batch only; the server keeps serving
+            log.exception("inference failed for a batch of %d texts", len(batch))
+            for w in batch:
+                w.future.set_exception(ServeError("backend", f"inference failed: {type(e).__name__}: {e}"))
+            return
+        finally:
+            self.stats.observe("ftcore_inference_seconds", time.monotonic() - start)
+            self.stats.observe("ftcore_batch_size", len(batch))
+        for w, output in zip(batch, outputs):
+            w.future.set_result(output)

@@ -105,39 +105,39 @@ class Engine:
 
     # -- in the request's thread ------------------------------------------------------------------
     def encode(self, inputs: list[tuple[str, str | None]], truncate: bool) -> list[Item]:
-        """Items for the texts of one request. Raises ServeError ``validation`` for a text longer than
-        ``data.max_length`` tokens when ``truncate`` is false (a run reading windows never truncates),
-        and for a pair sent to a run that reads single texts only; ``tokenizer`` if tokenizing fails."""
+        """Items for the texts of one request, encoded as ``predict.py`` encodes them: a run trained on
+        pairs (``data.text_pair_field``) reads every input as a pair (a missing second text is empty).
+
+        Raises ServeError ``validation`` for a text longer than ``data.max_length`` tokens when
+        ``truncate`` is false (a run reading windows never truncates) and for a pair sent to a run that
+        reads single texts; ``tokenizer`` if tokenizing fails."""
         items = [Item(text, pair) for text, pair in inputs]
+        reads_pairs = not self.tagging and self.cfg.data.text_pair_field is not None
+        if not reads_pairs and any(item.pair is not None for item in items):
+            raise ServeError("validation", "this run reads single texts, not pairs: send [text] or a string")
         if self.tagging:
             by_character = self.cfg.data.name in CHARACTER_TASKS
             for item in items:
-                if item.pair is not None:
-                    raise ServeError("validation", "a token-classification run tags single texts, not pairs")
                 item.tokens, item.spans = split_text(item.text, by_character)
             return items
-        for has_pair in (False, True):
-            chosen = [i for i, item in enumerate(items) if (item.pair is not None) == has_pair]
-            if not chosen:
-                continue
-            texts = [items[i].text for i in chosen]
-            pairs = [items[i].pair for i in chosen] if has_pair else None
-            try:
-                encoded, documents = encode_texts(self.run.tokenizer, texts, pairs, self.cfg.data)
-            except FtcoreError as e:  # e.g. pairs for a run that reads long texts as windows
-                raise ServeError("validation", str(e)) from None
-            except Exception as e:  # the tokenizers library refuses what it cannot encode
-                raise ServeError("tokenizer", f"cannot tokenize the input: {e}") from None
-            if documents is None:
-                documents = np.arange(len(chosen))
-                if not truncate and encoded.truncated.any():
-                    raise ServeError(
-                        "validation", f"`inputs` must have less than {self.max_length} tokens; send "
-                        '"truncate": true to cut a longer text as the run was trained '
-                        f"(data.truncation={self.cfg.data.truncation})",
-                    )  # fmt: skip
-            for slot, i in enumerate(chosen):
-                items[i].rows = select_rows(encoded, np.flatnonzero(documents == slot))
+        texts = [item.text for item in items]
+        pairs = [item.pair or "" for item in items] if reads_pairs else None
+        try:
+            encoded, documents = encode_texts(self.run.tokenizer, texts, pairs, self.cfg.data)
+        except FtcoreError as e:  # e.g. a pair run configured to read long texts as windows
+            raise ServeError("validation", str(e)) from None
+        except Exception as e:  # the tokenizers library refuses what it cannot encode
+            raise ServeError("tokenizer", f"cannot tokenize the input: {e}") from None
+        if documents is None:
+            documents = np.arange(len(items))
+            if not truncate and encoded.truncated.any():
+                raise ServeError(
+                    "validation", f"`inputs` must have less than {self.max_length} tokens; send "
+                    '"truncate": true to cut a longer text as the run was trained '
+                    f"(data.truncation={self.cfg.data.truncation})",
+                )  # fmt: skip
+        for slot, item in enumerate(items):
+            item.rows = select_rows(encoded, np.flatnonzero(documents == slot))
         return items
 
     # -- in the worker's thread -------------------------------------------------------------------

@@ -40,14 +40,15 @@ SHAPES = "a string, a pair of strings [string, string] or a batch of mixed strin
 class ServeError(Exception):
     """An answer other than 200: ``error_type`` is one of TEI's kinds or a framework kind."""
 
-    def __init__(self, error_type: str, message: str):
+    def __init__(self, error_type: str, message: str, status: int | None = None):
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+        self._status = status
 
     @property
     def status(self) -> int:
-        return ERROR_STATUS.get(self.error_type) or FRAMEWORK_STATUS[self.error_type]
+        return self._status or ERROR_STATUS.get(self.error_type) or FRAMEWORK_STATUS[self.error_type]
 
     def body(self) -> dict:
         return {"error": self.message, "error_type": self.error_type}
@@ -74,8 +75,9 @@ def parse_json(body: bytes) -> object:
         ) from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ServeError("bad_request", f"the request body is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, RecursionError, ValueError) as e:  # (too deep, a number too long, ...)
+        reason = str(e) if isinstance(e, ValueError) else "nested too deeply"
+        raise ServeError("bad_request", f"the request body is not valid JSON: {reason}") from None
 
 
 def _flag(payload: dict, key: str) -> bool:
@@ -112,7 +114,7 @@ def parse_predict(body: bytes, max_client_batch_size: int) -> PredictRequest:
     direction = payload.get("truncation_direction")
     if direction is not None and str(direction).lower() != "right":
         raise ServeError(
-            "validation", f"truncation_direction={direction} is not supported; a run cuts texts as its "
+            "validation", f"truncation_direction={json.dumps(direction)} is not supported; a run cuts texts as its "
             "data.truncation says (truncate=true)",
         )  # fmt: skip
     inputs = payload["inputs"]

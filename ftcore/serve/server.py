@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import ftcore
@@ -87,7 +90,9 @@ class InferenceServer(ThreadingHTTPServer):
         self.batcher = Batcher(engine.score, self.settings.max_batch_size, self.settings.max_wait_ms,
                                self.stats, thread=worker_thread, coming=lambda: self.preparing > 0)  # fmt: skip
         engine.warm_up()
-        self.state = "ready"
+        with self.idle:  # (a drain that began during warm-up keeps the server draining)
+            if self.state == "loading":
+                self.state = "ready"
 
     def drain(self, timeout: float) -> bool:
         """Refuse new requests, wait (up to ``timeout`` seconds) for those in flight; True if all finished."""
@@ -134,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
             log.info("%s %s", self.address_string(), format % args)
 
     def send_body(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        """One whole answer (headers, then the body unless the request was HEAD)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -142,20 +148,31 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def send_json(self, status: int, value: object, headers: dict | None = None) -> None:
-        body = json.dumps(value, ensure_ascii=False).encode("utf-8")
+        body = json.dumps(value, ensure_ascii=False).encode("utf-8", errors="backslashreplace")
         self.send_body(status, body, "application/json", headers)
 
     def send_error_body(self, error: ServeError, headers: dict | None = None) -> None:
         self.server.stats.count("errors", (error.status, error.error_type))
         self.send_json(error.status, error.body(), headers)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the standard library answers itself (a malformed request line, headers too long, an
+        unknown method), in the same JSON body shape as every other error."""
+        self.close_connection = True
+        kind = HTTPStatus(code).phrase.lower().replace(" ", "_").replace("-", "_")
+        self.send_error_body(ServeError(kind, message or HTTPStatus(code).phrase, status=code))
+
     def route(self, method: str) -> bool:
-        """True if ``self.path`` takes ``method``; otherwise answer 404 or 405 (and drain the body)."""
+        """True if ``self.path`` takes ``method``; otherwise answer 404 or 405. Either way a GET's or a
+        refused request's body is read and dropped, so the connection stays in step."""
         path = self.path.split("?", 1)[0]
         if ROUTES.get(path) == method:
+            if method == "GET":
+                self.skip_body()
             return True
         self.skip_body()
         if path not in ROUTES:
@@ -167,29 +184,60 @@ class Handler(BaseHTTPRequestHandler):
             )
         return False
 
-    def skip_body(self) -> None:
-        """Read and drop a body we will not use, so the connection can serve its next request."""
+    def body_length(self) -> int | None:
+        """The declared body length; None when there is none. A chunked body (unsupported) or a length
+        that is not a plain byte count closes the connection after the answer."""
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise ServeError(
+                "length_required", "chunked request bodies are not supported; send Content-Length"
+            )
         length = self.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) <= self.server.settings.payload_limit:
-            self.rfile.read(int(length))
-        elif length or self.headers.get("Transfer-Encoding"):
+        if length is None:
+            return None
+        if not re.fullmatch(r"[0-9]{1,15}", length.strip()):
+            self.close_connection = True
+            raise ServeError("bad_request", f"Content-Length {length!r} is not a byte count")
+        return int(length)
+
+    def skip_body(self) -> None:
+        """Read and drop a body we will not use (or close the connection after the answer)."""
+        try:
+            length = self.body_length()
+        except ServeError:
+            return
+        if length is not None and length <= self.server.settings.payload_limit:
+            self.rfile.read(length)
+        elif length is not None:
             self.close_connection = True
 
     def read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
+        length = self.body_length()
         if length is None:
             self.close_connection = True
             raise ServeError("length_required", "a request body needs a Content-Length header")
-        if not length.isdigit():
-            self.close_connection = True
-            raise ServeError("bad_request", f"Content-Length {length!r} is not a byte count")
-        if int(length) > self.server.settings.payload_limit:
-            self.close_connection = True  # the body stays unread
+        if length > self.server.settings.payload_limit:
+            self.close_connection = True  # the body stays unread: linger() after the answer
             raise ServeError(
                 "validation", f"the request body ({length} bytes) is over the limit of "
                 f"{self.server.settings.payload_limit} bytes",
             )  # fmt: skip
-        return self.rfile.read(int(length))
+        return self.rfile.read(length)
+
+    def linger(self, seconds: float = 2.0, most: int = 64 << 20) -> None:
+        """After refusing a body unread: stop writing, then read and drop what the client still sends for
+        a bounded time, so it sees our answer instead of a connection reset."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(seconds)
+            deadline, read = time.monotonic() + seconds, 0
+            while read < most and time.monotonic() < deadline:
+                chunk = self.connection.recv(1 << 16)
+                if not chunk:
+                    break
+                read += len(chunk)
+        except OSError:
+            pass
 
     # -- methods ----------------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -207,6 +255,13 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_json(200, self.server.info())
 
+    def do_HEAD(self) -> None:
+        """A GET route's status and headers, without the body (e.g. a load balancer's health check)."""
+        if ROUTES.get(self.path.split("?", 1)[0]) == "GET":
+            self.do_GET()
+        else:
+            self.route("HEAD")
+
     def do_POST(self) -> None:
         if not self.route("POST"):
             return
@@ -215,6 +270,8 @@ class Handler(BaseHTTPRequestHandler):
             body = self.read_body()
         except ServeError as e:
             self.send_error_body(e)
+            if e.error_type == "validation":  # too large: refused unread
+                self.linger()
             return
         with server.idle:  # (drain() flips the state under the same lock: no request slips past it)
             ready = server.state == "ready"
@@ -230,6 +287,12 @@ class Handler(BaseHTTPRequestHandler):
                 return
             try:
                 status, answer, headers = self.predict(body, started)
+            except Exception as e:  # a bug: log it, answer, keep serving
+                log.exception("internal error answering /predict")
+                error = ServeError(
+                    "internal", f"internal error ({type(e).__name__}); see the server log", status=500
+                )
+                status, answer, headers = 500, error, {}
             finally:
                 server.permits.release()
             if isinstance(answer, ServeError):
@@ -273,7 +336,7 @@ class Handler(BaseHTTPRequestHandler):
     def _no_such_method(self) -> None:
         self.route(self.command)
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _no_such_method
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _no_such_method
 
 
 def serve(

@@ -38,7 +38,10 @@ class Histogram:
 
 
 HISTOGRAMS = {
-    "ftcore_request_duration_seconds": ("Time from reading a /predict request to its answer.", TIME_BUCKETS),
+    "ftcore_request_duration_seconds": (
+        "Time from reading a /predict request to its answer (answered requests).",
+        TIME_BUCKETS,
+    ),
     "ftcore_queue_seconds": ("Time a text waited in the batching queue before its batch ran.", TIME_BUCKETS),
     "ftcore_inference_seconds": ("Time the model took for one batch.", TIME_BUCKETS),
     "ftcore_batch_size": ("Texts per model batch.", SIZE_BUCKETS),
