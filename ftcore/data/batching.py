@@ -68,9 +68,8 @@ def epoch_batches(
 def token_batches(lengths: np.ndarray, max_tokens: int, max_rows: int) -> list[np.ndarray]:
     """Index batches for inference, longest examples first, each holding at most ``max_rows`` examples
     and at most ``max_tokens`` padded token slots (rows × its longest example; an example longer than
-    the budget goes alone). Sorting first keeps padding small; the token budget keeps each forward pass
-    at the size that runs fastest (on a CPU, a few thousand tokens: beyond that, more rows no longer
-    help and only add padding)."""
+    the budget goes alone). Sorting first keeps padding small; the token budget stops a pass from
+    growing past the size where more rows no longer run faster per token and only add padding."""
     order = np.argsort(-lengths, kind="stable")
     batches, start = [], 0
     while start < len(order):

@@ -26,7 +26,13 @@ from ftcore.metrics import bio_spans, word_spans
 from ftcore.serve.protocol import ServeError, ranked
 from ftcore.train.experiment import TrainedRun, load_run
 from ftcore.train.precision import resolve_device, resolve_precision
-from ftcore.train.task import decode_sentences, outputs_from_logits, predict_logits, word_logits
+from ftcore.train.task import (
+    decode_emissions,
+    outputs_from_logits,
+    predict_logits,
+    sentence_emissions,
+    word_logits,
+)
 
 
 @dataclass
@@ -142,9 +148,9 @@ class Engine:
 
     # -- in the worker's thread -------------------------------------------------------------------
     @torch.inference_mode()
-    def score(self, items: list[Item]) -> list[np.ndarray]:
-        """The fp32 logits of every item: ``(num_labels,)`` for a classifier; ``(words, num_labels)`` for a
-        tagger, with the decoded tag ids appended as the last column."""
+    def score(self, items: list[Item]) -> list:
+        """The output of every item: its fp32 logits ``(num_labels,)`` for a classifier; for a tagger, the
+        logits of its words ``(words, num_labels)`` and their decoded tag ids ``(words,)``."""
         if self.tagging:
             return self._run_tagger(items)
         rows = [item.rows for item in items]
@@ -157,22 +163,15 @@ class Engine:
         )  # fmt: skip
         return list(logits.cpu().numpy())
 
-    def _run_tagger(self, items: list[Item]) -> list[np.ndarray]:
+    def _run_tagger(self, items: list[Item]) -> list[tuple[np.ndarray, np.ndarray]]:
         rows = encode_sentences(
             self.run.tokenizer, [item.tokens for item in items], self.max_length, self.cfg.data.window_stride
         )
         pieces, _ = word_logits(self.model, rows, self.max_batch_size, self.device, self.precision,
                                 self.run.tokenizer.pad_id)  # fmt: skip
-        tags = decode_sentences(self.model, pieces, len(items), self.max_batch_size, self.device)
-        per_item = [
-            np.zeros((len(item.tokens), self.model.num_labels + 1), dtype=np.float32) for item in items
-        ]
-        for sentence, word, logits in pieces:
-            for s, w, row in zip(sentence, word, logits):
-                per_item[s][w, :-1] = row
-        for out, path in zip(per_item, tags):
-            out[:, -1] = path
-        return per_item
+        emissions, starts = sentence_emissions(pieces, len(items), self.model.num_labels)
+        tags = decode_emissions(self.model, emissions, starts, self.max_batch_size, self.device)
+        return [(emissions[starts[i] : starts[i + 1]], np.asarray(path)) for i, path in enumerate(tags)]
 
     def warm_up(self) -> None:
         """Score a short and a full-length text once, so the first requests pay no first-call costs."""
@@ -180,12 +179,14 @@ class Engine:
         self.score(self.encode([("warm up", None), (long_text, None)], truncate=True))
 
     # -- answers ----------------------------------------------------------------------------------
-    def answer(self, item: Item, output: np.ndarray, raw_scores: bool) -> list[dict]:
-        """The answer for one item: labels by score (see ``protocol``), or a tagger's spans."""
-        if not np.isfinite(output).all():
+    def answer(self, item: Item, output, raw_scores: bool) -> list[dict]:
+        """The answer for one item (its output from :meth:`score`): labels by score (see ``protocol``), or
+        a tagger's spans."""
+        logits = output[0] if self.tagging else output
+        if not np.isfinite(logits).all():
             raise ServeError("backend", "score is NaN")
         if self.tagging:
-            return self._spans(item, output, raw_scores)
+            return self._spans(item, *output, raw_scores)
         labels = self.run.labels
         if labels.problem == "regression":
             return [{"score": float(output.reshape(-1)[0]), "label": "LABEL_0"}]
@@ -194,11 +195,10 @@ class Engine:
         )
         return ranked(scores, labels.names)
 
-    def _spans(self, item: Item, output: np.ndarray, raw_scores: bool) -> list[dict]:
+    def _spans(self, item: Item, logits: np.ndarray, path: np.ndarray, raw_scores: bool) -> list[dict]:
         """A tagger's answer, shaped as token-classification pipelines group entities: ``{"entity_group",
         "score", "word", "start", "end"}`` per entity (BIO), word (BMES, group ``WORD``) or token (plain
         tags); the score is the mean probability (logit with ``raw_scores``) of the chosen tags."""
-        logits, path = output[:, :-1], output[:, -1].astype(np.int64)
         scores = logits if raw_scores else torch.from_numpy(logits).softmax(-1).numpy()
         chosen = scores[np.arange(len(path)), path]
         tags = [self.run.labels.names[t] for t in path]

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import torch
+
 import ftcore
 from ftcore.errors import ConfigError
 from ftcore.serve.batcher import Batcher
@@ -113,15 +115,9 @@ class InferenceServer(ThreadingHTTPServer):
         info.update(
             max_concurrent_requests=s.max_concurrent_requests, max_batch_requests=s.max_batch_size,
             max_client_batch_size=s.max_client_batch_size, auto_truncate=False,
-            serving={**asdict(s), "threads": _threads()},
+            serving={**asdict(s), "threads": torch.get_num_threads()},
         )  # fmt: skip
         return info
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -255,15 +255,33 @@ def decode_sentences(
     batch_size: int, device: torch.device,
 ) -> list[list[int]]:  # fmt: skip
     """Tag ids of every word of every sentence from ``pieces`` of ``(sentence, word, logits)`` arrays (each
-    word once): the words' logits are laid out per sentence and each sentence is decoded whole (argmax,
-    or the CRF's Viterbi), ``batch_size`` sentences at a time."""
+    word once): laid out per sentence (:func:`sentence_emissions`), then decoded (:func:`decode_emissions`)."""
+    emissions, starts = sentence_emissions(pieces, num_sentences, model.num_labels)
+    return decode_emissions(model, emissions, starts, batch_size, device)
+
+
+def sentence_emissions(
+    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], num_sentences: int, num_labels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The words' logits laid out sentence after sentence: ``emissions`` ``(words, num_labels)`` and
+    ``starts`` ``(num_sentences + 1,)``, sentence ``s`` being ``emissions[starts[s]:starts[s + 1]]``."""
     num_words = np.zeros(num_sentences, dtype=np.int64)
     for sentence, word, _ in pieces:
         np.maximum.at(num_words, sentence, word + 1)
     starts = np.concatenate([[0], np.cumsum(num_words)])
-    emissions = np.zeros((starts[-1], model.num_labels), dtype=np.float32)
+    emissions = np.zeros((starts[-1], num_labels), dtype=np.float32)
     for sentence, word, logits in pieces:
         emissions[starts[sentence] + word] = logits
+    return emissions, starts
+
+
+def decode_emissions(
+    model: TokenClassifier, emissions: np.ndarray, starts: np.ndarray, batch_size: int, device: torch.device
+) -> list[list[int]]:
+    """Decode each sentence of ``emissions`` (laid out as :func:`sentence_emissions` does) whole: argmax,
+    or the CRF's Viterbi, ``batch_size`` sentences at a time."""
+    num_words = np.diff(starts)
+    num_sentences = len(num_words)
     tags: list[list[int]] = []
     for first in range(0, num_sentences, batch_size):
         chunk = range(first, min(first + batch_size, num_sentences))
