@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftcore.data.glossary import glossary_path
 from ftcore.data.long_text import LONG_TEXT_MODES, WINDOW_POOLS
 from ftcore.data.tokenizer import TRUNCATIONS
 from ftcore.errors import ConfigError
@@ -180,7 +181,10 @@ class ModelConfig:
     ``path`` takes any local HF-format BERT directory instead. ``extend_vocab`` adds characters of the
     training texts that the vocabulary can only spell as [UNK] (e.g. Chinese for an English model),
     seen at least ``extend_vocab_min_freq`` times, as new tokens with fresh embedding rows (initialised
-    as ``extend_vocab_init``: the mean pretrained embedding, or that mean plus noise);
+    as ``extend_vocab_init``: the mean pretrained embedding, that mean plus noise, or ``gloss``: what the
+    bilingual dictionary ``extend_vocab_glossary`` says the token means, see ``ftcore.data.glossary``);
+    ``extend_vocab_words`` also adds up to that many of the glossary's words (for scripts written without
+    spaces, e.g. Chinese), the most frequent in the training texts, as tokens of their own;
     ``extend_vocab_relearn`` also gives new rows to the characters the vocabulary has of a script it
     mostly lacks (the few hundred Chinese characters of an English vocabulary), so they train like the
     added ones (see ``TextTokenizer.extend_vocabulary``). ``crf`` puts a
@@ -198,10 +202,12 @@ class ModelConfig:
     extend_vocab_init: str = "mean"
     extend_vocab_max_new: int | None = None
     extend_vocab_relearn: bool = True
+    extend_vocab_glossary: str = "cedict"
+    extend_vocab_words: int = 0
 
     def validate(self) -> None:
         check_choice("model.pooling", self.pooling, POOLINGS)
-        check_choice("model.extend_vocab_init", self.extend_vocab_init, ("mean", "random"))
+        check_choice("model.extend_vocab_init", self.extend_vocab_init, ("mean", "random", "gloss"))
         if self.classifier_dropout is not None:
             check_dropout("model.classifier_dropout", self.classifier_dropout)
         check_range("model.label_smoothing", self.label_smoothing, 0.0, 1.0)
@@ -209,6 +215,10 @@ class ModelConfig:
             raise ConfigError(
                 f"model.extend_vocab_max_new={self.extend_vocab_max_new} must be at least 1 (or null)"
             )
+        if self.extend_vocab_words < 0:
+            raise ConfigError(f"model.extend_vocab_words={self.extend_vocab_words} must be at least 0")
+        if self.extend_vocab and (self.extend_vocab_init == "gloss" or self.extend_vocab_words):
+            glossary_path(self.extend_vocab_glossary)  # raises if the glossary is not there
         if self.extend_vocab_min_freq < 1:
             raise ConfigError(f"model.extend_vocab_min_freq={self.extend_vocab_min_freq} must be at least 1")
 

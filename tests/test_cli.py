@@ -59,10 +59,15 @@ def test_label_missing_from_train_is_reported_at_its_line(tiny_cli_args, tmp_pat
         ("optim.schedule=step", "optim.schedule='step' is not valid"),
         ("method=nope", "method"),
         ("data.max_length=4", "data.max_length=4 is too small"),
+        (
+            "model.extend_vocab_init=gloss model.extend_vocab_glossary=/no/such.txt",
+            "model.extend_vocab_glossary=/no/such.txt: no such file",
+        ),
+        ("model.extend_vocab_words=-1", "model.extend_vocab_words=-1 must be at least 0"),
     ],
 )
 def test_config_mistakes_exit_2_naming_the_key(override, words, tmp_path):
-    line = one_error_line(run_script("train.py", override, f"hydra.run.dir={tmp_path}"))
+    line = one_error_line(run_script("train.py", *override.split(), f"hydra.run.dir={tmp_path}"))
     assert words in line
 
 

@@ -18,7 +18,7 @@ import os
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -184,8 +184,8 @@ class TextTokenizer:
             raise ConfigError(f"max_length={max_length} leaves no room for the {num_special} special tokens")
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation={truncation!r}; expected one of {', '.join(TRUNCATIONS)}")
-        firsts = self._wordpiece_ids(texts)
-        seconds = None if text_pairs is None else self._wordpiece_ids(text_pairs)
+        firsts = self.wordpiece_ids(texts)
+        seconds = None if text_pairs is None else self.wordpiece_ids(text_pairs)
         if seconds is not None and len(seconds) != len(firsts):
             raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs")
         budget = sys.maxsize if max_length is None else max_length - num_special  # tokens left for the texts
@@ -266,11 +266,17 @@ class TextTokenizer:
 
     def unk_rate(self, texts: Sequence[str]) -> float:
         """Fraction of the texts' tokens (special tokens not counted) that are ``[UNK]``; 0.0 if none."""
-        ids = list(chain.from_iterable(self._wordpiece_ids(texts)))
+        ids = list(chain.from_iterable(self.wordpiece_ids(texts)))
         return ids.count(self.unk_id) / len(ids) if ids else 0.0
 
     def extend_vocabulary(
-        self, texts: Sequence[str], min_freq: int = 2, max_new: int | None = None, relearn: bool = False
+        self,
+        texts: Sequence[str],
+        min_freq: int = 2,
+        max_new: int | None = None,
+        relearn: bool = False,
+        words: Collection[str] = (),
+        max_words: int = 0,
     ) -> list[str]:
         """Give frequent characters that WordPiece cannot spell their own token ids.
 
@@ -287,8 +293,16 @@ class TextTokenizer:
         whose pretrained rows learned next to nothing, and frozen-base methods would never train them.
         Their old entries are renamed ``[relearned:<char>]`` (ids unchanged, never produced again).
 
+        ``words`` (e.g. a dictionary's headwords) offers multi-character tokens for scripts written
+        without spaces, whose characters BERT's normaliser splits apart (CJK ideographs): of those words
+        of 2 to ``MAX_WORD_CHARS`` such characters, the ``max_words`` that occur most often in ``texts``
+        (at least ``min_freq`` times) are added after the characters. Text is then split at the leftmost
+        longest added token, so a word is one token wherever it occurs (forward maximum matching: with
+        很不 and 不错 both added, "很不错" reads 很不 + 错), and the model sees words as TF-IDF's
+        character n-grams do instead of composing every word from its characters.
+
         The model's embedding matrix must grow to the new :attr:`vocab_size`.
-        Returns the added characters in id order.
+        Returns the added characters and words in id order.
         """
         # normalisation maps each character on its own, so normalising the distinct characters suffices
         counts = Counter()
@@ -309,8 +323,27 @@ class TextTokenizer:
                 known -= retired
         new = sorted((char for char in frequent if char not in known), key=lambda char: (-counts[char], char))
         new = new[:max_new]
-        self._tokenizer.add_tokens([AddedToken(char, normalized=True, special=False) for char in new])
+        if max_words > 0:
+            new += self._frequent_words(texts, words, min_freq)[:max_words]
+        self._tokenizer.add_tokens([AddedToken(token, normalized=True, special=False) for token in new])
         return new
+
+    def _frequent_words(self, texts: Sequence[str], words: Collection[str], min_freq: int) -> list[str]:
+        """The multi-character ``words`` not yet in the vocabulary that occur at least ``min_freq`` times
+        in ``texts``, most frequent first (then by code points)."""
+        normalize = self._tokenizer.normalizer.normalize_str
+        vocab = self._tokenizer.get_vocab(with_added_tokens=True)
+        wanted = {
+            word for word in words
+            if 1 < len(word) <= MAX_WORD_CHARS and word not in vocab
+            and all(normalize(char) == f" {char} " for char in word)
+        }  # fmt: skip
+        counts = Counter()
+        for text in texts:
+            for n in range(2, MAX_WORD_CHARS + 1):
+                counts.update(gram for i in range(len(text) - n + 1) if (gram := text[i : i + n]) in wanted)
+        found = [word for word in wanted if counts[word] >= min_freq]
+        return sorted(found, key=lambda word: (-counts[word], word))
 
     def _retire(self, chars: set[str]) -> None:
         """Rename the vocabulary entries of ``chars`` (alone and as ``##char``) so they are never produced."""
@@ -352,10 +385,13 @@ class TextTokenizer:
             encoded.append((ids, word_of))
         return encoded
 
-    def _wordpiece_ids(self, texts: Sequence[str]) -> list[list[int]]:
+    def wordpiece_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text without special tokens, untruncated (batched, in parallel)."""
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
+
+
+MAX_WORD_CHARS = 4  # longest word extend_vocabulary adds: longer dictionary entries are mostly phrases
 
 
 def script_of(char: str) -> str:

@@ -17,7 +17,7 @@ live in ``checkpoint_io.py``; ``from_pretrained`` builds the model from what it 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Protocol, runtime_checkable
 
@@ -402,21 +402,39 @@ class BertModel(nn.Module):
         return self.pooler(hidden)
 
     @torch.no_grad()
-    def add_tokens(self, n: int, init: str = "mean") -> None:
+    def add_tokens(
+        self, n: int, init: str = "mean", glosses: Sequence[Sequence[Sequence[int]]] | None = None
+    ) -> None:
         """Grow the vocabulary by ``n`` ids (``vocab_size`` and up).
 
         New rows start at the mean pretrained embedding (``init="mean"``), or at that mean plus noise
         with the pretrained rows' per-dimension spread (``init="random"``), which tells them apart from
-        the first step.
+        the first step. ``init="gloss"`` starts row ``i`` at the meaning of ``glosses[i]``: each gloss is
+        a list of senses, each sense the ids of (pretrained) tokens that say it; the row is the average
+        over senses of each sense's average embedding, moved from the mean out to the median distance of
+        a pretrained row from it (an average of many rows lies much closer to the mean than any one
+        row, and would start nearly as indistinct as the mean itself). A token without glosses starts
+        at the mean. See ``ftcore.data.glossary``.
         """
         if n <= 0:
             return
         emb = self.embeddings
-        rows = emb.word.weight.mean(dim=0).expand(n, -1)
+        table = emb.word.weight
+        mean = table.mean(dim=0)
+        rows = mean.expand(n, -1).clone()
         if init == "random":
-            rows = rows + torch.randn_like(rows) * emb.word.weight.std(dim=0)
+            rows += torch.randn_like(rows) * table.std(dim=0)
+        elif init == "gloss":
+            if glosses is None or len(glosses) != n:
+                raise ValueError(f"init='gloss' needs one gloss per added token ({n})")
+            radius = (table - mean).norm(dim=1).median()
+            for i, senses in enumerate(glosses):
+                if senses:
+                    meaning = torch.stack([table[list(ids)].mean(dim=0) for ids in senses]).mean(dim=0)
+                    offset = meaning - mean
+                    rows[i] = mean + offset * (radius / offset.norm().clamp_min(1e-12))
         elif init != "mean":
-            raise ValueError(f"unknown init {init!r} for added tokens; expected 'mean' or 'random'")
+            raise ValueError(f"unknown init {init!r} for added tokens; expected 'mean', 'random' or 'gloss'")
         if emb.added is not None:
             rows = torch.cat([emb.added.weight, rows])
         emb.added = nn.Embedding(rows.shape[0], rows.shape[1], device=rows.device, dtype=rows.dtype)

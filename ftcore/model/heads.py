@@ -14,6 +14,7 @@ and the loss that matches each problem type:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -366,12 +367,14 @@ class MaskedLM(nn.Module):
         )
 
     @torch.no_grad()
-    def add_tokens(self, n: int, init: str = "mean") -> None:
+    def add_tokens(
+        self, n: int, init: str = "mean", glosses: Sequence[Sequence[Sequence[int]]] | None = None
+    ) -> None:
         """Grow the vocabulary by ``n`` ids (see ``BertModel.add_tokens``); their output bias starts at the
         mean bias, so a new token is neither favoured nor ruled out before it has been seen."""
         if n <= 0:
             return
-        self.encoder.add_tokens(n, init)
+        self.encoder.add_tokens(n, init, glosses)
         bias = self.head.bias
         self.head.bias = nn.Parameter(
             torch.cat([bias, bias.mean().expand(n)]), requires_grad=bias.requires_grad

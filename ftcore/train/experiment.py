@@ -27,6 +27,7 @@ import torch
 
 from ftcore.config import Config, DataConfig, ModelConfig, PretrainConfig
 from ftcore.data.dataset import LabelSpace, TaskData, build_task_data, read_splits
+from ftcore.data.glossary import gloss_token_ids, glossary_path, read_glossary
 from ftcore.data.tagging import TaggingData, TagSpace, build_tagging_data, read_tagged_splits
 from ftcore.data.tokenizer import TextTokenizer
 from ftcore.errors import CheckpointError, ConfigError
@@ -105,7 +106,9 @@ def build_model(
             label_smoothing=cfg.model.label_smoothing,
         )
     model.encoder.add_tokens(
-        tokenizer.vocab_size - model.encoder.config.vocab_size, cfg.model.extend_vocab_init
+        tokenizer.vocab_size - model.encoder.config.vocab_size,
+        cfg.model.extend_vocab_init,
+        added_token_glosses(cfg.model, tokenizer, model.encoder.config.vocab_size),
     )
     prompt_ids = None
     if cfg.method.name == "prompt" and cfg.method.prompt_init == "text":
@@ -135,14 +138,29 @@ def extend_vocabulary(tokenizer: TextTokenizer, texts: list[str], cfg: ModelConf
     """Add the characters of ``texts`` that the vocabulary can only spell as [UNK] (``model.extend_vocab*``)
     and log how the [UNK] rate changed."""
     before = tokenizer.unk_rate(texts[:2000])
+    words = read_glossary(glossary_path(cfg.extend_vocab_glossary)) if cfg.extend_vocab_words else {}
     added = tokenizer.extend_vocabulary(
-        texts, cfg.extend_vocab_min_freq, cfg.extend_vocab_max_new, relearn=cfg.extend_vocab_relearn
-    )
+        texts, cfg.extend_vocab_min_freq, cfg.extend_vocab_max_new, relearn=cfg.extend_vocab_relearn,
+        words=words.keys(), max_words=cfg.extend_vocab_words,
+    )  # fmt: skip
     if dist.is_main:
         relearned = sum(tokenizer.token_id(f"[relearned:{char}]") is not None for char in added)
         log.info("vocabulary extended by %d tokens: [UNK] rate %.1f%% -> %.1f%% (%d of them relearned: in the "
-                 "vocabulary, but of a script it mostly lacks)", len(added), 100 * before,
-                 100 * tokenizer.unk_rate(texts[:2000]), relearned)  # fmt: skip
+                 "vocabulary, but of a script it mostly lacks; %d words)", len(added), 100 * before,
+                 100 * tokenizer.unk_rate(texts[:2000]), relearned, sum(len(t) > 1 for t in added))  # fmt: skip
+
+
+def added_token_glosses(cfg: ModelConfig, tokenizer: TextTokenizer, first: int) -> list | None:
+    """With ``model.extend_vocab_init=gloss``: the glossary's senses of the tokens from id ``first`` on
+    (the ones the model is about to add), as ids of pretrained tokens; else None."""
+    if cfg.extend_vocab_init != "gloss":
+        return None
+    glossary = read_glossary(glossary_path(cfg.extend_vocab_glossary))
+    tokens = tokenizer.id_to_token_table()[first:]
+    glosses = gloss_token_ids(tokenizer, tokens, glossary)
+    log.info("%d of %d added tokens start from their glosses in %s", sum(map(bool, glosses)), len(tokens),
+             cfg.extend_vocab_glossary)  # fmt: skip
+    return glosses
 
 
 @contextlib.contextmanager

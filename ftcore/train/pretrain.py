@@ -47,6 +47,7 @@ from ftcore.train.distributed import (
 from ftcore.train.experiment import (
     PRETRAINING_RECORD,
     REVIEW_SPLIT_KEYS,
+    added_token_glosses,
     extend_vocabulary,
     fingerprint,
     run_context,
@@ -237,7 +238,9 @@ def build_masked_lm(cfg: PretrainConfig, model_dir: Path, tokenizer: TextTokeniz
     """Pretrained encoder (+ its masked-LM head when the checkpoint has one), vocabulary grown to the
     tokenizer's, method applied; the pooler stays frozen (masked-LM gives it no gradient)."""
     model = MaskedLM.from_pretrained(model_dir)
-    model.add_tokens(tokenizer.vocab_size - model.encoder.config.vocab_size, cfg.model.extend_vocab_init)
+    first = model.encoder.config.vocab_size
+    model.add_tokens(tokenizer.vocab_size - first, cfg.model.extend_vocab_init,
+                     added_token_glosses(cfg.model, tokenizer, first))  # fmt: skip
     apply_method(model, cfg.method, max_length=cfg.corpus.max_length, max_length_key="corpus.max_length")
     if model.encoder.pooler is not None:
         model.encoder.pooler.requires_grad_(False)
