@@ -173,6 +173,9 @@ class DataConfig:
             )
 
 
+ADDED_TOKEN_INITS = ("auto", "mean", "random", "gloss")
+
+
 @dataclass
 class ModelConfig:
     """``model.*``: which pretrained encoder, and how the head sits on it.
@@ -182,7 +185,9 @@ class ModelConfig:
     training texts that the vocabulary can only spell as [UNK] (e.g. Chinese for an English model),
     seen at least ``extend_vocab_min_freq`` times, as new tokens with fresh embedding rows (initialised
     as ``extend_vocab_init``: the mean pretrained embedding, that mean plus noise, or ``gloss``: what the
-    bilingual dictionary ``extend_vocab_glossary`` says the token means, see ``ftcore.data.glossary``);
+    bilingual dictionary ``extend_vocab_glossary`` says the token means, see ``ftcore.data.glossary``;
+    ``auto``, the default, is ``gloss`` for text classification and masked-LM pretraining and ``mean``
+    for token classification, where a character's identity matters more than its meaning);
     ``extend_vocab_words`` also adds up to that many of the glossary's words (for scripts written without
     spaces, e.g. Chinese), the most frequent in the training texts, as tokens of their own;
     ``extend_vocab_relearn`` also gives new rows to the characters the vocabulary has of a script it
@@ -199,7 +204,7 @@ class ModelConfig:
     crf: bool = False
     extend_vocab: bool = False
     extend_vocab_min_freq: int = 3
-    extend_vocab_init: str = "mean"
+    extend_vocab_init: str = "auto"
     extend_vocab_max_new: int | None = None
     extend_vocab_relearn: bool = True
     extend_vocab_glossary: str = "cedict"
@@ -207,7 +212,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         check_choice("model.pooling", self.pooling, POOLINGS)
-        check_choice("model.extend_vocab_init", self.extend_vocab_init, ("mean", "random", "gloss"))
+        check_choice("model.extend_vocab_init", self.extend_vocab_init, ADDED_TOKEN_INITS)
         if self.classifier_dropout is not None:
             check_dropout("model.classifier_dropout", self.classifier_dropout)
         check_range("model.label_smoothing", self.label_smoothing, 0.0, 1.0)
@@ -221,6 +226,12 @@ class ModelConfig:
             glossary_path(self.extend_vocab_glossary)  # raises if the glossary is not there
         if self.extend_vocab_min_freq < 1:
             raise ConfigError(f"model.extend_vocab_min_freq={self.extend_vocab_min_freq} must be at least 1")
+
+    def added_token_init(self, problem: str | None) -> str:
+        """``extend_vocab_init`` with ``auto`` resolved for a run of ``problem`` (None: pretraining)."""
+        if self.extend_vocab_init != "auto":
+            return self.extend_vocab_init
+        return "mean" if problem == TOKEN_CLASSIFICATION else "gloss"
 
     def resolve_path(self) -> Path:
         """The model directory: ``path`` if given, else the packaged MiniLM for ``name=minilm``."""

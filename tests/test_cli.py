@@ -98,6 +98,7 @@ def test_every_preset_trains_on_the_default_data(preset, tmp_path):
     assert metrics["steps"] == 2 and metrics["test"]["num_examples"] == 32
     log = (tmp_path / "train.log").read_text()
     assert "vocabulary extended by" in log and "trainable parameters:" in log
+    assert "added tokens start from their glosses in cedict" in log  # the presets' dictionary init
     state = json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())
     assert state["config"]["method"]["name"] == preset
     assert state["trainable_only"] is (preset != "full")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ftcore.config import ModelConfig
 from ftcore.data.glossary import gloss_token_ids, glossary_path, read_glossary
 from ftcore.data.tokenizer import TextTokenizer
 from ftcore.errors import ConfigError, DataError
@@ -95,6 +96,14 @@ def test_glossed_rows_start_at_their_meaning_at_a_pretrained_row_distance(minilm
     assert cosine(added[2] - mean, table[bad] - mean, dim=0) > 0.999  # "bad" points where "bad" does
     with pytest.raises(ValueError, match="one gloss per added token"):
         model.add_tokens(2, init="gloss", glosses=[[[good]]])
+
+
+def test_auto_init_glosses_for_classification_and_pretraining_and_means_for_tagging():
+    model = ModelConfig()
+    assert model.extend_vocab_init == "auto"
+    assert model.added_token_init("single_label") == model.added_token_init(None) == "gloss"
+    assert model.added_token_init("token_classification") == "mean"
+    assert ModelConfig(extend_vocab_init="random").added_token_init("single_label") == "random"
 
 
 CHINESE = ["这个东西很不错", "东西不错，很满意", "不错不错", "东西质量不好", "good东西"]

@@ -105,11 +105,10 @@ def build_model(
             class_weights=None if class_weights is None else torch.from_numpy(class_weights),
             label_smoothing=cfg.model.label_smoothing,
         )
-    model.encoder.add_tokens(
-        tokenizer.vocab_size - model.encoder.config.vocab_size,
-        cfg.model.extend_vocab_init,
-        added_token_glosses(cfg.model, tokenizer, model.encoder.config.vocab_size),
-    )
+    init = cfg.model.added_token_init(cfg.data.problem)
+    first = model.encoder.config.vocab_size
+    glosses = added_token_glosses(cfg.model, tokenizer, first) if init == "gloss" else None
+    model.encoder.add_tokens(tokenizer.vocab_size - first, init, glosses)
     prompt_ids = None
     if cfg.method.name == "prompt" and cfg.method.prompt_init == "text":
         encoded = tokenizer.encode_batch([cfg.method.prompt_init_text], max_length=512)
@@ -150,11 +149,9 @@ def extend_vocabulary(tokenizer: TextTokenizer, texts: list[str], cfg: ModelConf
                  100 * tokenizer.unk_rate(texts[:2000]), relearned, sum(len(t) > 1 for t in added))  # fmt: skip
 
 
-def added_token_glosses(cfg: ModelConfig, tokenizer: TextTokenizer, first: int) -> list | None:
-    """With ``model.extend_vocab_init=gloss``: the glossary's senses of the tokens from id ``first`` on
-    (the ones the model is about to add), as ids of pretrained tokens; else None."""
-    if cfg.extend_vocab_init != "gloss":
-        return None
+def added_token_glosses(cfg: ModelConfig, tokenizer: TextTokenizer, first: int) -> list:
+    """The glossary's senses of the tokens from id ``first`` on (the ones the model is about to add), as
+    ids of pretrained tokens (``model.extend_vocab_init=gloss``)."""
     glossary = read_glossary(glossary_path(cfg.extend_vocab_glossary))
     tokens = tokenizer.id_to_token_table()[first:]
     glosses = gloss_token_ids(tokenizer, tokens, glossary)

@@ -238,9 +238,10 @@ def build_masked_lm(cfg: PretrainConfig, model_dir: Path, tokenizer: TextTokeniz
     """Pretrained encoder (+ its masked-LM head when the checkpoint has one), vocabulary grown to the
     tokenizer's, method applied; the pooler stays frozen (masked-LM gives it no gradient)."""
     model = MaskedLM.from_pretrained(model_dir)
+    init = cfg.model.added_token_init(None)
     first = model.encoder.config.vocab_size
-    model.add_tokens(tokenizer.vocab_size - first, cfg.model.extend_vocab_init,
-                     added_token_glosses(cfg.model, tokenizer, first))  # fmt: skip
+    glosses = added_token_glosses(cfg.model, tokenizer, first) if init == "gloss" else None
+    model.add_tokens(tokenizer.vocab_size - first, init, glosses)
     apply_method(model, cfg.method, max_length=cfg.corpus.max_length, max_length_key="corpus.max_length")
     if model.encoder.pooler is not None:
         model.encoder.pooler.requires_grad_(False)
