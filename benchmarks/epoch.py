@@ -9,7 +9,7 @@ The config is composed exactly as ``scripts/train.py`` composes it (``conf/``, p
 ``BertForSequenceClassification`` has) unless overridden. Both sides then get:
 
 * the same examples and token ids: ftcore's reader, split and tokenizer (vocabulary extension included;
-  transformers' embedding matrix grows by the same rows, initialised to the same mean embedding, and
+  transformers' embedding matrix grows by the same rows, initialised to the same values as ftcore's, and
   peft trains just those rows through ``trainable_token_indices``, as ftcore does);
 * the same hyper-parameters: batch size, learning rate, warmup steps, schedule, weight decay, betas,
   clipping, dropout, LoRA rank/alpha/targets, seed, logging interval. A setting the Trainer side cannot
@@ -57,11 +57,13 @@ from benchmarks.records import append_records, dropout_profile, environment  # n
 from benchmarks.throughput import machine  # noqa: E402
 from ftcore.cli import CONF_DIR, check_overrides, fail, to_config  # noqa: E402
 from ftcore.config import Config, register_configs  # noqa: E402
+from ftcore.data.tokenizer import TextTokenizer  # noqa: E402
 from ftcore.metrics import compute_metrics  # noqa: E402
+from ftcore.model import BertModel  # noqa: E402
 from ftcore.optim.schedules import warmup_steps_for  # noqa: E402
 from ftcore.train.allocator import retain_freed_memory  # noqa: E402
 from ftcore.train.distributed import SINGLE_PROCESS  # noqa: E402
-from ftcore.train.experiment import prepare, seed_everything, train  # noqa: E402
+from ftcore.train.experiment import new_token_rows, prepare, seed_everything, train  # noqa: E402
 from ftcore.train.precision import resolve_device, resolve_precision  # noqa: E402
 
 DEFAULTS = ["trainer.epochs=1", "trainer.precision=bf16", "model.pooling=pooler"]
@@ -71,7 +73,8 @@ HF_LORA_TARGETS = ("query", "key", "value")  # module names that are the same in
 # Keys the Trainer side reproduces. The data keys reach it through ftcore's own reader and tokenizer.
 HONOURED = {
     *(f"model.{k}" for k in ("name", "path", "classifier_dropout", "extend_vocab", "extend_vocab_min_freq",
-                             "extend_vocab_max_new")),
+                             "extend_vocab_max_new", "extend_vocab_relearn", "extend_vocab_glossary",
+                             "extend_vocab_words")),
     *(f"data.{k}" for k in ("name", "train_file", "validation_file", "test_file", "text_field", "text_pair_field",
                             "label_field", "label_sep", "max_length", "max_train_samples", "max_eval_samples",
                             "lowercase", "split_seed", "validation_fraction", "test_fraction", "augment_prob",
@@ -97,6 +100,7 @@ REQUIRED = {
         "the Trainer keeps its last weights, ftcore its best epoch's: compare one epoch",
     ),
     "trainer.compile": ((False,), "eager on both sides"),
+    "model.extend_vocab_init": (("auto", "mean", "gloss"), "added rows both sides can start from alike"),
     "resume": ((None,), "a fresh run on both sides"),
 }
 
@@ -277,7 +281,7 @@ def pad_batch(features: list[dict], pad_id: int, multiple: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([f["labels"] for f in features])}
 
 
-def build_hf_model(cfg: Config, model_dir: Path, num_labels: int, vocab_size: int):
+def build_hf_model(cfg: Config, model_dir: Path, num_labels: int, tokenizer: TextTokenizer):
     import peft
     import transformers
 
@@ -286,12 +290,15 @@ def build_hf_model(cfg: Config, model_dir: Path, num_labels: int, vocab_size: in
         classifier_dropout=cfg.model.classifier_dropout,
     )  # fmt: skip
     old = model.config.vocab_size
-    added = list(range(old, vocab_size))
+    added = list(range(old, tokenizer.vocab_size))
     if added:
-        model.resize_token_embeddings(vocab_size, mean_resizing=False)
-        with torch.no_grad():  # ftcore's extend_vocab_init=mean
-            weight = model.get_input_embeddings().weight
-            weight[old:] = weight[:old].mean(dim=0)
+        model.resize_token_embeddings(tokenizer.vocab_size, mean_resizing=False)
+        ours = BertModel.from_pretrained(
+            model_dir
+        )  # the rows ftcore's side starts from, made as it makes them
+        ours.add_tokens(*new_token_rows(cfg.model, tokenizer, ours, cfg.data.problem))
+        with torch.no_grad():
+            model.get_input_embeddings().weight[old:] = ours.embeddings.added.weight[-len(added) :]
     if cfg.method.name == "lora":
         lora = peft.LoraConfig(
             task_type="SEQ_CLS", r=cfg.method.r, lora_alpha=cfg.method.alpha, lora_dropout=cfg.method.dropout,
@@ -340,7 +347,7 @@ def run_hf(cfg: Config, work: Path) -> dict:
     precision = resolve_precision(cfg.trainer.precision, device)
     seed_everything(cfg.trainer.seed)
     tokenizer, data, model_dir = prepare(cfg, SINGLE_PROCESS)
-    model = build_hf_model(cfg, model_dir, data.labels.num_labels, tokenizer.vocab_size)
+    model = build_hf_model(cfg, model_dir, data.labels.num_labels, tokenizer)
     train_set = EncodedDataset(data.splits["train"])
     window = cfg.trainer.batch_size * cfg.trainer.grad_accum
     total_steps = cfg.trainer.epochs * -(-len(train_set) // window)

@@ -42,7 +42,9 @@ TAGGING_METRICS = ("entity_f1", "entity_precision", "entity_recall", "per_type",
                    "word_recall", "token_accuracy", "loss")  # fmt: skip
 TRAINABLE = re.compile(r"trainable parameters: ([\d,]+) of ([\d,]+)")
 DATA = re.compile(r"data: (\{.*\})$", re.M)
-VOCAB = re.compile(r"vocabulary extended by (\d+) tokens: \[UNK\] rate ([\d.]+)% -> ([\d.]+)%")
+VOCAB = re.compile(
+    r"vocabulary extended by (\d+) characters and (\d+) words: \[UNK\] rate ([\d.]+)% -> ([\d.]+)%"
+)
 
 
 def scores(split: dict) -> dict:
@@ -73,8 +75,9 @@ def run_preset(preset: str, overrides: list[str], run_dir: Path) -> dict:
         "steps": metrics["steps"],
         "best_step": metrics["best_step"],
         "data": json.loads(DATA.search(log).group(1)),
-        "added_tokens": int(vocab.group(1)) if vocab else 0,
-        "unk_percent": [float(vocab.group(2)), float(vocab.group(3))] if vocab else None,
+        "added_tokens": int(vocab.group(1)) + int(vocab.group(2)) if vocab else 0,
+        "added_words": int(vocab.group(2)) if vocab else 0,
+        "unk_percent": [float(vocab.group(3)), float(vocab.group(4))] if vocab else None,
         "trainable_parameters": int(trainable.replace(",", "")),
         "total_parameters": int(total.replace(",", "")),
         "metric": metrics["metric"],

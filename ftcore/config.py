@@ -222,8 +222,6 @@ class ModelConfig:
             )
         if self.extend_vocab_words < 0:
             raise ConfigError(f"model.extend_vocab_words={self.extend_vocab_words} must be at least 0")
-        if self.extend_vocab and (self.extend_vocab_init == "gloss" or self.extend_vocab_words):
-            glossary_path(self.extend_vocab_glossary)  # raises if the glossary is not there
         if self.extend_vocab_min_freq < 1:
             raise ConfigError(f"model.extend_vocab_min_freq={self.extend_vocab_min_freq} must be at least 1")
 
@@ -232,6 +230,12 @@ class ModelConfig:
         if self.extend_vocab_init != "auto":
             return self.extend_vocab_init
         return "mean" if problem == TOKEN_CLASSIFICATION else "gloss"
+
+    def check_glossary(self, problem: str | None) -> None:
+        """Raise now, not after the data is read, if vocabulary extension needs a glossary that is not
+        there (``problem`` as for :meth:`added_token_init`)."""
+        if self.extend_vocab and (self.added_token_init(problem) == "gloss" or self.extend_vocab_words):
+            glossary_path(self.extend_vocab_glossary)
 
     def resolve_path(self) -> Path:
         """The model directory: ``path`` if given, else the packaged MiniLM for ``name=minilm``."""
@@ -425,6 +429,7 @@ class Config:
     def validate(self) -> None:
         for group in (self.model, self.data, self.method, self.optim, self.trainer):
             group.validate()
+        self.model.check_glossary(self.data.problem)
         if self.trainer.metric is not None:
             check_choice("trainer.metric", self.trainer.metric, ("loss", *SCALAR_METRICS[self.data.problem]))
 
@@ -533,6 +538,7 @@ class PretrainConfig:
     def validate(self) -> None:
         for group in (self.model, self.corpus, self.mlm, self.method, self.optim, self.trainer):
             group.validate()
+        self.model.check_glossary(None)
         check_choice("method.name", self.method.name, PRETRAIN_METHODS)
         if self.trainer.metric is not None:
             check_choice("trainer.metric", self.trainer.metric, PRETRAIN_METRICS)

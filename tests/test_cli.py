@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from conftest import run_script
@@ -60,7 +61,7 @@ def test_label_missing_from_train_is_reported_at_its_line(tiny_cli_args, tmp_pat
         ("method=nope", "method"),
         ("data.max_length=4", "data.max_length=4 is too small"),
         (
-            "model.extend_vocab_init=gloss model.extend_vocab_glossary=/no/such.txt",
+            "model.extend_vocab=true model.extend_vocab_glossary=/no/such.txt",
             "model.extend_vocab_glossary=/no/such.txt: no such file",
         ),
         ("model.extend_vocab_words=-1", "model.extend_vocab_words=-1 must be at least 0"),
@@ -98,7 +99,11 @@ def test_every_preset_trains_on_the_default_data(preset, tmp_path):
     assert metrics["steps"] == 2 and metrics["test"]["num_examples"] == 32
     log = (tmp_path / "train.log").read_text()
     assert "vocabulary extended by" in log and "trainable parameters:" in log
-    assert "added tokens start from their glosses in cedict" in log  # the presets' dictionary init
+    # the presets' dictionary: its words become tokens, and the new rows start from their glosses
+    extended = re.search(r"vocabulary extended by (\d+) characters and (\d+) words", log)
+    glossed = re.search(r"(\d+) of (\d+) added tokens start from their glosses in cedict", log)
+    assert int(extended[1]) > 0 and int(extended[2]) > 0
+    assert 0 < int(glossed[1]) <= int(glossed[2]) == int(extended[1]) + int(extended[2])
     state = json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())
     assert state["config"]["method"]["name"] == preset
     assert state["trainable_only"] is (preset != "full")

@@ -142,3 +142,61 @@ def test_words_survive_save_and_load_for_us_and_transformers(minilm_dir, tmp_pat
 def ids_of(tokenizer: TextTokenizer, texts: list[str]) -> list[list[int]]:
     encoded = tokenizer.encode_batch(texts)
     return [encoded[i][0].tolist() for i in range(len(encoded))]
+
+
+def test_a_glossed_run_trains_and_loads_without_its_glossary(tiny_run_config, tmp_path):
+    """Chinese reviews for the tiny English model: 好/差 and the word 不错 start where their glosses point,
+    the run learns, and the run directory loads and evaluates after the glossary is gone."""
+    import json
+    import random
+
+    from conftest import run_script
+
+    from ftcore.train.experiment import new_token_rows, train
+
+    rng = random.Random(0)
+    for split, n in (("train", 96), ("validation", 32), ("test", 32)):
+        rows = []
+        for i in range(n):
+            label = "pos" if i % 2 == 0 else "neg"
+            polar = rng.choice(["好", "不错"] if label == "pos" else ["差"])
+            rows.append({"text": "".join(rng.choices("的东西", k=3)) + polar + "phone", "label": label})
+        path = tmp_path / f"{split}.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        setattr(
+            tiny_run_config.data, f"{split}_file" if split != "validation" else "validation_file", str(path)
+        )
+    glossary = tmp_path / "zh-en.tsv"
+    glossary.write_text("好\tgood/fine\n差\tbad/poor\n不错\tnot bad/great\n", encoding="utf-8")
+    model_cfg = tiny_run_config.model
+    model_cfg.extend_vocab, model_cfg.extend_vocab_min_freq = True, 1
+    model_cfg.extend_vocab_glossary, model_cfg.extend_vocab_words = str(glossary), 5
+
+    from ftcore.data.tokenizer import TextTokenizer
+    from ftcore.model import BertModel
+
+    tokenizer = TextTokenizer.from_dir(model_cfg.path)
+    texts = [json.loads(line)["text"] for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    tokenizer.extend_vocabulary(texts, 1, words=["不错"], max_words=5)
+    encoder = BertModel.from_pretrained(model_cfg.path)
+    first = encoder.config.vocab_size
+    encoder.add_tokens(*new_token_rows(model_cfg, tokenizer, encoder, "single_label"))
+    table, added = encoder.embeddings.word.weight, encoder.embeddings.added.weight
+    cosine = torch.nn.functional.cosine_similarity
+    mean = table.mean(dim=0)
+    for token, near, far in (("好", "good", "bad"), ("差", "bad", "good"), ("不错", "great", "poor")):
+        row = added[tokenizer.token_id(token) - first] - mean
+        near_row, far_row = (table[tokenizer.token_id(w)] - mean for w in (near, far))
+        assert cosine(row, near_row, dim=0) > cosine(row, far_row, dim=0), token
+
+    tiny_run_config.trainer.epochs = 8
+    result = train(tiny_run_config, tmp_path / "run")
+    assert result["test"]["accuracy"] >= 0.9
+    log = (tmp_path / "run" / "train.log").read_text()
+    # 的东西好差不错 and the letters of "phone" (the tiny vocabulary has the word, not its letters)
+    assert "vocabulary extended by 12 characters and 1 words" in log
+    assert "3 of 13 added tokens start from their glosses" in log  # 好, 差, 不错
+    glossary.unlink()
+    done = run_script("evaluate.py", f"run_dir={tmp_path / 'run'}", "split=test")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accuracy"] == result["test"]["accuracy"]

