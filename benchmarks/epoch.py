@@ -293,9 +293,8 @@ def build_hf_model(cfg: Config, model_dir: Path, num_labels: int, tokenizer: Tex
     added = list(range(old, tokenizer.vocab_size))
     if added:
         model.resize_token_embeddings(tokenizer.vocab_size, mean_resizing=False)
-        ours = BertModel.from_pretrained(
-            model_dir
-        )  # the rows ftcore's side starts from, made as it makes them
+        # the rows ftcore's side starts from, made as it makes them
+        ours = BertModel.from_pretrained(model_dir)
         ours.add_tokens(*new_token_rows(cfg.model, tokenizer, ours, cfg.data.problem))
         with torch.no_grad():
             model.get_input_embeddings().weight[old:] = ours.embeddings.added.weight[-len(added) :]

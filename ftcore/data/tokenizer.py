@@ -391,15 +391,18 @@ class TextTokenizer:
 
     def wordpiece_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text without special tokens, untruncated (batched, in parallel)."""
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [encoding.ids for encoding in encodings]
+        return _ids(self._tokenizer, texts)
 
     def original_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """:meth:`wordpiece_ids` as the tokenizer read texts when it was loaded, before
         :meth:`extend_vocabulary`: an added character splits every word it occurs in (an added "o" would
         spell "good" as [UNK] o o [UNK]), which glosses in the pretrained vocabulary must not suffer."""
-        tokenizer = self._unextended or self._tokenizer
-        return [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        return _ids(self._unextended or self._tokenizer, texts)
+
+
+def _ids(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens, untruncated (batched, in parallel)."""
+    return [encoding.ids for encoding in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
 
 def script_of(char: str) -> str:
