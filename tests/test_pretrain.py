@@ -163,7 +163,8 @@ def test_the_peoples_daily_source_can_be_the_tagging_training_split_only():
     cut = {"validation_fraction": 0.1, "test_fraction": 0.1}  # as conf/data/peoples_daily_*.yaml
     splits, _, _ = read_tagged_splits(DataConfig(name="peoples_daily_ner", tag_scheme="bio", **cut))
     text = {split: {"".join(s.tokens) for s in splits[split]} for split in splits}
-    held_out = (text["validation"] | text["test"]) - text["train"]  # a sentence may appear twice in the corpus
+    # a sentence may appear twice in the corpus: held out means in no training sentence
+    held_out = (text["validation"] | text["test"]) - text["train"]
     source = TextSource("peoples_daily_train", **cut)
     seen = {t for part in read_corpus(CorpusConfig(sources=[source]))[0].values() for t in part}
     assert held_out and not seen & held_out
@@ -418,8 +419,8 @@ def test_fine_tuning_a_peoples_daily_tagger_from_its_test_sentences_is_refused(t
     from ftcore.train.experiment import PRETRAINING_RECORD, check_no_leakage
 
     record = tmp_path / PRETRAINING_RECORD
-    train_split = {"name": "peoples_daily_train", "split_seed": 42, "validation_fraction": 0.1, "test_fraction": 0.1}
-    record.write_text(json.dumps({"corpus": {"sources": [train_split]}}))
+    cut = {"split_seed": 42, "validation_fraction": 0.1, "test_fraction": 0.1}
+    record.write_text(json.dumps({"corpus": {"sources": [{"name": "peoples_daily_train", **cut}]}}))
     ner = DataConfig(name="peoples_daily_ner", tag_scheme="bio", validation_fraction=0.1, test_fraction=0.1)
     check_no_leakage(tmp_path, ner)  # the same cut as the tagging data: fine
     with pytest.raises(ConfigError, match="training split of .* would evaluate on sentences it read"):

@@ -123,6 +123,7 @@ def check_no_leakage(model_dir: Path, data: DataConfig) -> None:
     sources = json.loads(record.read_text(encoding="utf-8"))["corpus"]["sources"]
     ours = {k: getattr(data, k) for k in REVIEW_SPLIT_KEYS}
     given = f"data.{', data.'.join(f'{k}={v}' for k, v in ours.items())}"
+    tagging = data.name.startswith("peoples_daily_")
     for source in sources:
         theirs = {k: source.get(k) for k in REVIEW_SPLIT_KEYS}
         if data.name == "reviews" and source["name"] == "reviews" and theirs != ours:
@@ -130,12 +131,12 @@ def check_no_leakage(model_dir: Path, data: DataConfig) -> None:
                 f"model.path={model_dir} was pretrained on the review training split of {theirs}; fine-tuning "
                 f"with {given} would evaluate on reviews it read"
             )
-        if data.name.startswith("peoples_daily_") and source["name"] == "peoples_daily":
+        if tagging and source["name"] == "peoples_daily":
             raise ConfigError(
                 f"model.path={model_dir} was pretrained on all of People's Daily; data={data.name} would evaluate "
                 "on sentences it read (pretrain on corpus=peoples_daily_train instead)"
             )
-        if data.name.startswith("peoples_daily_") and source["name"] == "peoples_daily_train" and theirs != ours:
+        if tagging and source["name"] == "peoples_daily_train" and theirs != ours:
             raise ConfigError(
                 f"model.path={model_dir} was pretrained on the People's Daily training split of {theirs}; "
                 f"fine-tuning with {given} would evaluate on sentences it read"
