@@ -113,13 +113,27 @@ def epoch_table(records: list[dict]) -> list[str]:
     return lines
 
 
+PRETRAINING_COLUMNS = " pretraining | masked-token accuracy | pretraining wall time | total wall time |"
+
+
+def pretraining_cells(r: dict) -> str:
+    """A run's :data:`PRETRAINING_COLUMNS`: what masked-LM pretraining read first, what it reached, and the
+    whole path's time (``none`` and the run's own time for a run from the checkpoint as it came)."""
+    p = r.get("pretraining")
+    if p is None:
+        return f" none | | | {r['wall_seconds'] / 60:.1f} min |"
+    return (f" {' '.join(p['overrides']) or 'defaults'} | {p['masked_accuracy_before']:.3f} → "
+            f"{p['val']['masked_accuracy']:.3f} | {p['wall_seconds'] / 60:.1f} min "
+            f"| {(p['wall_seconds'] + r['wall_seconds']) / 60:.1f} min |")  # fmt: skip
+
+
 def preset_table(records: list[dict], baselines: list[dict]) -> list[str]:
     """One row per preset run, in file order; the classical baseline on the same split under it."""
     pretrained = any(r.get("pretraining") for r in records)
     head = "| preset | overrides | trainable parameters | val accuracy | test accuracy | test macro F1 | test ROC-AUC "
     head += "| train samples/s | wall time |"
-    if pretrained:  # masked-LM pretraining first: what it read, what it reached, and the whole path's time
-        head += " pretraining | masked-token accuracy | pretraining wall time | total wall time |"
+    if pretrained:
+        head += PRETRAINING_COLUMNS
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in records:
         share = 100 * r["trainable_parameters"] / r["total_parameters"]
@@ -129,13 +143,7 @@ def preset_table(records: list[dict], baselines: list[dict]) -> list[str]:
             f"| {_fmt(r['test'].get('roc_auc'), '.4f')} | {r['train_samples_per_s']:.1f} "
             f"| {r['wall_seconds'] / 60:.1f} min |"
         )
-        if pretrained:
-            p = r.get("pretraining")
-            row += (" none | | | " + f"{r['wall_seconds'] / 60:.1f} min |" if p is None else
-                    f" {' '.join(p['overrides']) or 'defaults'} | {p['masked_accuracy_before']:.3f} → "
-                    f"{p['val']['masked_accuracy']:.3f} | {p['wall_seconds'] / 60:.1f} min "
-                    f"| {(p['wall_seconds'] + r['wall_seconds']) / 60:.1f} min |")  # fmt: skip
-        lines.append(row)
+        lines.append(row + (pretraining_cells(r) if pretrained else ""))
     for b in baselines:
         lines += ["", f"Classical baseline on the same split: {b['baseline']} (C={b['C']:g}, picked on validation): "
                       f"val accuracy {b['val_accuracy']:.4f}, test accuracy {b['test_accuracy']:.4f}."]  # fmt: skip
@@ -146,6 +154,9 @@ def tagging_table(records: list[dict], baselines: list[dict]) -> list[str]:
     """Token-classification runs (entity or word F1 by their tag scheme), then the CRF baseline of each task."""
     head = ("| preset | overrides | trainable parameters | metric | val | test | test precision / recall "
             "| test token accuracy | train samples/s | wall time |")  # fmt: skip
+    pretrained = any(r.get("pretraining") for r in records)
+    if pretrained:
+        head += PRETRAINING_COLUMNS
     lines = [head, "|" + " --- |" * (head.count("|") - 1)] if records else []
     for r in records:
         metric, kind = r["metric"], r["metric"].split("_")[0]
@@ -155,6 +166,7 @@ def tagging_table(records: list[dict], baselines: list[dict]) -> list[str]:
             f"| {r['val'][metric]:.4f} | {r['test'][metric]:.4f} | {r['test'][kind + '_precision']:.4f} / "
             f"{r['test'][kind + '_recall']:.4f} | {r['test']['token_accuracy']:.4f} "
             f"| {r['train_samples_per_s']:.1f} | {r['wall_seconds'] / 60:.1f} min |"
+            + (pretraining_cells(r) if pretrained else "")
         )
     for b in baselines:
         what = "entity" if b["task"] == "ner" else "word"

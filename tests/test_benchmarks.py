@@ -343,3 +343,19 @@ def test_epoch_comparison_names_every_problem_and_bad_overrides(tiny_model_dir, 
     with pytest.raises(SystemExit) as exit_info:  # a bad override: the same one-line error as train.py
         epoch.main(["trainer.epoch=1", *tiny_overrides(tiny_model_dir, tiny_data)])
     assert exit_info.value.code == 2 and "trainer.epoch" in capsys.readouterr().err
+
+
+def test_tagging_table_shows_what_pretraining_read_and_the_whole_paths_time():
+    def tagger(wall: float, pretraining: dict | None) -> dict:
+        scores = {"entity_f1": 0.9, "entity_precision": 0.91, "entity_recall": 0.89, "token_accuracy": 0.99}
+        return {"kind": "preset", "preset": "ner", "overrides": [], "trainable_parameters": 1, "total_parameters": 4,
+                "metric": "entity_f1", "val": scores, "test": scores, "train_samples_per_s": 48.0,
+                "wall_seconds": wall, "pretraining": pretraining}  # fmt: skip
+
+    pretraining = {"overrides": ["corpus=peoples_daily_train"], "masked_accuracy_before": 0.0,
+                   "val": {"masked_accuracy": 0.069}, "wall_seconds": 600.0}  # fmt: skip
+    head, _, plain, adapted = report.tagging_table([tagger(540.0, None), tagger(540.0, pretraining)], [])
+    assert head.endswith("| pretraining | masked-token accuracy | pretraining wall time | total wall time |")
+    assert plain.endswith("| 9.0 min | none | | | 9.0 min |")
+    assert adapted.endswith("| 9.0 min | corpus=peoples_daily_train | 0.000 → 0.069 | 10.0 min | 19.0 min |")
+    assert "pretraining" not in report.tagging_table([tagger(540.0, None)], [])[0]
