@@ -444,10 +444,11 @@ class TextSource:
 
     ``name``: ``reviews`` (the training split of ``data=reviews`` as ``train.py`` cuts it with the same
     ``split_seed``, ``validation_fraction`` and ``test_fraction``, so no validation or test review is ever
-    seen; fine-tuning from the result with other values is refused), ``peoples_daily`` (People's Daily 1998, tags stripped;
-    fine-tuning a ``data=peoples_daily_*`` tagger from the result is refused: it read their test sentences),
-    ``peoples_daily_train`` (the training sentences of ``data=peoples_daily_*`` as ``train.py`` cuts them, with the
-    split keys as for ``reviews``; conf/corpus/peoples_daily_train.yaml sets the tagging data's 0.1 / 0.1), or a file format, ``txt`` (one text per line) | ``jsonl`` | ``csv`` | ``tsv`` (its ``text_field``),
+    seen; fine-tuning from the result with other values is refused), ``peoples_daily_train`` (the same
+    for the sentences of ``data=peoples_daily_*``; conf/corpus/peoples_daily_train.yaml sets their 0.1 /
+    0.1), ``peoples_daily`` (all of People's Daily 1998, tags stripped; a People's Daily tagger is not
+    fine-tuned from the result, which read its test sentences), or a file format, ``txt`` (one text per
+    line) | ``jsonl`` | ``csv`` | ``tsv`` (its ``text_field``),
     with ``file``. ``weight`` is how many times its texts appear per epoch (0.5: a fixed random half).
     """
 

@@ -43,7 +43,8 @@ from ftcore.train.loop import fit
 from ftcore.train.precision import resolve_device, resolve_precision
 from ftcore.train.task import ClassificationTask, TaggingTask
 
-REVIEW_SPLIT_KEYS = ("split_seed", "validation_fraction", "test_fraction")  # what cuts data=reviews
+# what cuts data=reviews and data=peoples_daily_* into splits, and so the training split a corpus source reads
+SPLIT_KEYS = ("split_seed", "validation_fraction", "test_fraction")
 PRETRAINING_RECORD = "ftcore_pretraining.json"  # in a pretraining run's model/: the text it read
 
 # trainer.* settings that change how a run reports, not what it computes: resuming may change them.
@@ -115,31 +116,32 @@ def build_model(
 
 def check_no_leakage(model_dir: Path, data: DataConfig) -> None:
     """Refuse to fine-tune from a model whose pretraining text held this run's validation or test split:
-    ``data=reviews`` from a *different* cut of the review corpus, ``data=peoples_daily_*`` from all of
-    People's Daily or from a different cut of its sentences."""
+    ``data=reviews`` or ``data=peoples_daily_*`` from a *different* cut of its corpus' training split
+    (corpus source ``reviews`` / ``peoples_daily_train``), a People's Daily tagger from all of People's
+    Daily (source ``peoples_daily``)."""
     record = model_dir / PRETRAINING_RECORD
-    if not record.is_file():
-        return
-    sources = json.loads(record.read_text(encoding="utf-8"))["corpus"]["sources"]
-    ours = {k: getattr(data, k) for k in REVIEW_SPLIT_KEYS}
-    given = f"data.{', data.'.join(f'{k}={v}' for k, v in ours.items())}"
     tagging = data.name.startswith("peoples_daily_")
+    if not (data.name == "reviews" or tagging) or not record.is_file():
+        return
+    split_source, corpus, held_out = (
+        ("peoples_daily_train", "People's Daily", "sentences")
+        if tagging
+        else ("reviews", "review", "reviews")
+    )
+    sources = json.loads(record.read_text(encoding="utf-8"))["corpus"]["sources"]
+    ours = {k: getattr(data, k) for k in SPLIT_KEYS}
     for source in sources:
-        theirs = {k: source.get(k) for k in REVIEW_SPLIT_KEYS}
-        if data.name == "reviews" and source["name"] == "reviews" and theirs != ours:
-            raise ConfigError(
-                f"model.path={model_dir} was pretrained on the review training split of {theirs}; fine-tuning "
-                f"with {given} would evaluate on reviews it read"
-            )
         if tagging and source["name"] == "peoples_daily":
             raise ConfigError(
                 f"model.path={model_dir} was pretrained on all of People's Daily; data={data.name} would evaluate "
                 "on sentences it read (pretrain on corpus=peoples_daily_train instead)"
             )
-        if tagging and source["name"] == "peoples_daily_train" and theirs != ours:
+        theirs = {k: source.get(k) for k in SPLIT_KEYS}
+        if source["name"] == split_source and theirs != ours:
             raise ConfigError(
-                f"model.path={model_dir} was pretrained on the People's Daily training split of {theirs}; "
-                f"fine-tuning with {given} would evaluate on sentences it read"
+                f"model.path={model_dir} was pretrained on the {corpus} training split of {theirs}; fine-tuning "
+                f"with data.{', data.'.join(f'{k}={v}' for k, v in ours.items())} would evaluate on {held_out} "
+                "it read"
             )
 
 

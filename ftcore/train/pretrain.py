@@ -47,7 +47,7 @@ from ftcore.train.distributed import (
 )
 from ftcore.train.experiment import (
     PRETRAINING_RECORD,
-    REVIEW_SPLIT_KEYS,
+    SPLIT_KEYS,
     extend_vocabulary,
     fingerprint,
     new_token_rows,
@@ -67,12 +67,11 @@ CORPUS_SPLITS = ("train", "validation", "test")
 
 def source_texts(source: TextSource) -> tuple[list[str], str]:
     """The texts of one source and how messages name it."""
+    split = {k: getattr(source, k) for k in SPLIT_KEYS}  # train.py's split of a bundled corpus
     if source.name == "reviews":
-        split = {k: getattr(source, k) for k in REVIEW_SPLIT_KEYS}
-        splits, _, _ = read_splits(DataConfig(name="reviews", **split))  # train.py's split of the corpus
+        splits, _, _ = read_splits(DataConfig(name="reviews", **split))
         return [e.text for e in splits["train"]], "reviews (training split)"
-    if source.name == "peoples_daily_train":
-        split = {k: getattr(source, k) for k in REVIEW_SPLIT_KEYS}
+    if source.name == "peoples_daily_train":  # the sentences of every peoples_daily_* task, in the same order
         splits, _, _ = read_tagged_splits(DataConfig(name="peoples_daily_cws", tag_scheme="bmes", **split))
         return ["".join(s.tokens) for s in splits["train"]], "peoples_daily (training split)"
     if source.name == "peoples_daily":
