@@ -194,6 +194,9 @@ class ModelConfig:
     mostly lacks (the few hundred Chinese characters of an English vocabulary), so they train like the
     added ones (see ``TextTokenizer.extend_vocabulary``). ``crf`` puts a
     linear-chain CRF over a token classifier's tags (trained by log-likelihood, decoded by Viterbi).
+    ``bigrams`` adds to every token's embedding what the token pairs on either side of it say: each
+    pair seen at least ``bigram_min_freq`` times in the training texts gets a trainable row of
+    ``bigram_dim`` numbers, trained under every method (see ``ftcore.model.bert.BigramEmbedding``).
     """
 
     name: str = "minilm"
@@ -209,6 +212,9 @@ class ModelConfig:
     extend_vocab_relearn: bool = True
     extend_vocab_glossary: str = "cedict"
     extend_vocab_words: int = 0
+    bigrams: bool = False
+    bigram_min_freq: int = 3
+    bigram_dim: int = 64
 
     def validate(self) -> None:
         check_choice("model.pooling", self.pooling, POOLINGS)
@@ -224,6 +230,10 @@ class ModelConfig:
             raise ConfigError(f"model.extend_vocab_words={self.extend_vocab_words} must be at least 0")
         if self.extend_vocab_min_freq < 1:
             raise ConfigError(f"model.extend_vocab_min_freq={self.extend_vocab_min_freq} must be at least 1")
+        if self.bigram_min_freq < 1:
+            raise ConfigError(f"model.bigram_min_freq={self.bigram_min_freq} must be at least 1")
+        if self.bigram_dim < 1:
+            raise ConfigError(f"model.bigram_dim={self.bigram_dim} must be at least 1")
 
     def added_token_init(self, problem: str | None) -> str:
         """``extend_vocab_init`` with ``auto`` resolved for a run of ``problem`` (None: pretraining)."""
@@ -542,6 +552,9 @@ class PretrainConfig:
         for group in (self.model, self.corpus, self.mlm, self.method, self.optim, self.trainer):
             group.validate()
         self.model.check_glossary(None)
+        if self.model.bigrams:
+            raise ConfigError("model.bigrams=true is for fine-tuning; a pretrained model.safetensors has no place "
+                              "for bigram embeddings")  # fmt: skip
         check_choice("method.name", self.method.name, PRETRAIN_METHODS)
         if self.trainer.metric is not None:
             check_choice("trainer.metric", self.trainer.metric, PRETRAIN_METRICS)

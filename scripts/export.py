@@ -5,7 +5,8 @@
     hf       a merged BertForSequenceClassification directory (needs model.pooling=pooler), or for a token
              classifier a BertForTokenClassification directory (a CRF's scores, which it has no place
              for, go beside it in crf.safetensors)
-    ftcore   a merged standalone ftcore checkpoint (any pooling, any method, CRF included)
+    ftcore   a merged standalone ftcore checkpoint (any pooling, any method, CRF and bigram embeddings
+             included)
 
 Every format also gets the run's tokenizer and labels.json, so the directory is self-contained.
 """
@@ -45,6 +46,9 @@ def main() -> None:
     tagger = isinstance(run.model, TokenClassifier)
     if tagger and args["format"] == "peft":
         cli.fail("format=peft exports sequence classifiers; export this token classifier as hf or ftcore")
+    if run.model.encoder.embeddings.bigrams is not None and args["format"] != "ftcore":
+        cli.fail(f"format={args['format']} has no place for the run's bigram embeddings (model.bigrams=true); "
+                 "export it as ftcore")  # fmt: skip
     tmp = out.with_name(out.name + ".tmp")  # never leave a half-written export that looks complete
     shutil.rmtree(tmp, ignore_errors=True)
     try:

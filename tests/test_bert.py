@@ -160,6 +160,45 @@ def test_added_tokens_get_their_own_table_starting_at_the_mean(tiny_config):
     assert torch.equal(looked_up[0, 2], added[0])
 
 
+def pack(pairs):
+    return torch.tensor(sorted(a * 2**32 + b for a, b in pairs))
+
+
+def test_bigram_embeddings_read_the_pair_on_each_side_and_start_at_zero(tiny_config):
+    model = BertModel(tiny_config).eval()
+    ids = torch.tensor([[2, 5, 6, 7, 5, 3, 0], [2, 6, 7, 3, 0, 0, 0]])
+    mask = (ids != 0).long()
+    before = model(ids, mask)
+    known = [(5, 6), (6, 7), (7, 5), (3, 0), (40, 41)]
+    model.add_bigrams(pack(known), dim=4)
+    bigrams = model.embeddings.bigrams
+    assert bigrams.table.weight.shape == (6, 4) and bigrams.table.weight[1:].abs().sum() > 0
+    assert torch.equal(model(ids, mask), before)  # the projection starts at zero
+    with torch.no_grad():
+        bigrams.project.weight.normal_()
+    row = {pair: i + 1 for i, pair in enumerate(sorted(known))}
+    table = bigrams.table.weight
+    for b, sequence in enumerate(ids.tolist()):
+        for i in range(len(sequence)):
+            left = row.get(tuple(sequence[i - 1 : i + 1]), 0) if i > 0 else 0
+            right = row.get(tuple(sequence[i : i + 2]), 0) if i + 1 < len(sequence) else 0
+            expected = bigrams.project(torch.cat([table[left], table[right]]))
+            torch.testing.assert_close(bigrams(ids)[b, i], expected)
+    assert bigrams.rows(ids).tolist()[1] == [0, row[6, 7], 0, row[3, 0], 0, 0]  # (2, 6) is unknown
+    assert torch.equal(table[0], torch.zeros(4))
+    looked_up = model.embeddings.lookup(ids)
+    torch.testing.assert_close(looked_up, model.embeddings.word(ids) + bigrams(ids))
+    assert not torch.equal(model(ids, mask), before)
+
+
+def test_bigram_keys_must_be_sorted_and_some(tiny_config):
+    model = BertModel(tiny_config)
+    with pytest.raises(ConfigError, match="model.bigram_min_freq"):
+        model.add_bigrams(torch.zeros(0, dtype=torch.int64), dim=4)
+    with pytest.raises(ValueError, match="sorted unique"):
+        model.add_bigrams(pack([(5, 6), (6, 7)]).flip(0), dim=4)
+
+
 def test_sequence_longer_than_positions_is_refused(tiny_config):
     model = BertModel(tiny_config)
     with pytest.raises(ValueError, match="max_position_embeddings"):

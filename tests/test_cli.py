@@ -127,7 +127,10 @@ def test_tagging_presets_train_a_crf_tagger_on_peoples_daily(preset, metric, tmp
     config = state["config"]
     assert config["data"]["name"] == f"peoples_daily_{preset}" and config["model"]["crf"] is True
     assert config["method"]["name"] == "lora" and len(config["method"]["targets"]) == 6
-    assert re.search(r"vocabulary extended by [1-9]\d* characters", (tmp_path / "train.log").read_text())
+    assert config["model"]["bigrams"] is True
+    log = (tmp_path / "train.log").read_text()
+    assert re.search(r"vocabulary extended by [1-9]\d* characters", log)
+    assert re.search(r"bigram embeddings: [1-9]\d* token bigrams seen at least 3 times", log)
 
 
 def test_multirun_writes_a_summary_table(tiny_cli_args, tmp_path):

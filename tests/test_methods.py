@@ -198,6 +198,36 @@ def test_adapter_save_load_round_trip_reproduces_outputs(tiny_model_dir, tmp_pat
         assert torch.equal(model(ids, mask), loaded(ids, mask))
 
 
+@pytest.mark.parametrize("name", ["full", "freeze", "bitfit", "lora", "dora", "prefix", "prompt"])
+def test_bigram_embeddings_train_under_every_method_and_travel_with_the_adapter(
+    tiny_model_dir, tmp_path, name
+):
+    cfg = MethodConfig(name=name, r=2, num_virtual_tokens=2, freeze_layers=1)
+    model = SequenceClassifier.from_pretrained(tiny_model_dir, num_labels=2, pooling="mean")
+    model.encoder.add_bigrams(torch.tensor([5 * 2**32 + 6, 6 * 2**32 + 7, 9 * 2**32 + 5]), dim=3)
+    apply_method(model, cfg)
+    assert {n for n in trainable(model) if "bigrams" in n} == {
+        "encoder.embeddings.bigrams.table.weight",
+        "encoder.embeddings.bigrams.project.weight",
+    }
+    saved = adapter_state(model)
+    assert "encoder.embeddings.bigrams.keys" in saved and "encoder.embeddings.bigrams.table.weight" in saved
+    if name in ("full", "freeze"):
+        return  # (the whole model is the checkpoint)
+    randomize_adapters(model)
+    with torch.no_grad():
+        model.encoder.embeddings.bigrams.project.weight.normal_()
+    model.eval()
+    save_adapter(model, tmp_path, cfg, tiny_model_dir)
+    loaded = load_adapter(tmp_path).eval()
+    ids = torch.tensor([[2, 5, 6, 7, 9, 5, 3], [2, 6, 7, 3, 0, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        assert torch.equal(model(ids, mask), loaded(ids, mask))
+        loaded.encoder.embeddings.bigrams = None
+        assert not torch.allclose(model(ids, mask), loaded(ids, mask))
+
+
 def test_frozen_added_tokens_still_travel_with_the_adapter(tiny_model_dir, tmp_path):
     cfg = MethodConfig(name="lora", r=2, train_added_tokens=False)
     model = SequenceClassifier.from_pretrained(tiny_model_dir, num_labels=2, pooling="cls")

@@ -289,6 +289,8 @@ def test_pretrain_config_mistakes_exit_2(tiny_model_dir, corpus_file, tmp_path):
         ("corpus.sources.0.weight=0", "corpus.sources.0.weight=0.0 must be positive"),
         ("mlm.probability=0", "mlm.probability=0"),
         ("trainer.metric=accuracy", "trainer.metric='accuracy' is not valid"),
+        ("model.bigrams=true", "model.bigrams=true is for fine-tuning"),
+        ("model.bigram_min_freq=0", "model.bigram_min_freq=0 must be at least 1"),
     ]:
         done = run_script("pretrain.py", *pretrain_args(tiny_model_dir, corpus_file), override,
                           f"hydra.run.dir={tmp_path / 'x'}")  # fmt: skip

@@ -380,6 +380,50 @@ def test_scripts_predict_evaluate_and_export_a_tagger(tiny_model_dir, conll_data
     assert done.returncode == 2 and "token classifier" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_tagger_with_bigram_embeddings_trains_reloads_and_exports_as_ftcore_only(
+    tiny_model_dir, conll_data, tmp_path
+):
+    from ftcore.methods.adapters import load_classifier
+    from ftcore.train.experiment import load_run
+
+    run_dir = tmp_path / "run"
+    cfg = tagging_config(tiny_model_dir, conll_data, model__bigrams=True, model__bigram_min_freq=2,
+                         model__bigram_dim=8, model__crf=True)  # fmt: skip
+    cfg.method = MethodConfig(name="lora", r=4)
+    metrics = train(cfg, run_dir)
+    assert metrics["test"]["entity_f1"] > 0.9
+    log = (run_dir / "train.log").read_text()
+    assert "bigram embeddings: " in log and "token bigrams seen at least 2 times" in log
+    run = load_run(run_dir)
+    bigrams = run.model.encoder.embeddings.bigrams
+    tokenizer = run.tokenizer
+    very, good = tokenizer.token_id("very"), tokenizer.token_id("good")
+    assert int(bigrams.rows(torch.tensor([[very, good]]))[0, 0]) > 0  # "very good" is a frequent pair
+    assert bigrams.project.weight.abs().sum() > 0  # it trained (it starts at zero), under lora
+    assert run.model.encoder.embeddings.word.weight.requires_grad is False
+
+    ids = torch.tensor([[2, very, good, 5, 3], [2, good, very, 3, 0]])
+    mask = (ids != 0).long()
+    done = run_script("export.py", f"run_dir={run_dir}", "format=ftcore", f"out={tmp_path / 'ftcore'}")
+    assert done.returncode == 0, done.stderr
+    standalone = load_classifier(tmp_path / "ftcore").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(standalone(ids, mask), run.model(ids, mask))
+        without = run.model.encoder.embeddings.bigrams
+        run.model.encoder.embeddings.bigrams = None
+        assert not torch.allclose(standalone(ids, mask), run.model(ids, mask))  # they count
+        run.model.encoder.embeddings.bigrams = without
+    done = run_script("export.py", f"run_dir={run_dir}", "format=hf", f"out={tmp_path / 'hf'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and not (tmp_path / "hf").exists()
+    assert "format=hf has no place for the run's bigram embeddings" in done.stderr.strip().splitlines()[-1]
+
+    source = tmp_path / "in.txt"
+    source.write_text("it was very good and the phone is bad\n")
+    done = run_script("predict.py", f"run_dir={run_dir}", f"input={source}", "trainer.threads=1")
+    assert done.returncode == 0, done.stderr
+    assert {e["text"] for e in json.loads(done.stdout)["entities"]} >= {"very good", "bad"}
+
+
 def test_an_unknown_tag_in_the_test_file_is_one_line_naming_file_and_line(
     tiny_model_dir, conll_data, tmp_path
 ):

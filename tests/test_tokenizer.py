@@ -418,3 +418,24 @@ def test_relearn_leaves_a_script_the_vocabulary_knows_alone(minilm_dir):
     added = tokenizer.extend_vocabulary(texts, min_freq=2, relearn=True)
     assert added == ["😀"]  # Latin letters (é, ç, ...) are known: none is moved
     assert script_of("é") == "LATIN" and script_of("不") == "CJK" and script_of("，") == "FULLWIDTH"
+
+
+def test_frequent_bigrams_count_pairs_within_examples_without_special_tokens():
+    rng = np.random.default_rng(0)
+    examples = [rng.integers(0, 8, rng.integers(1, 12)) for _ in range(300)]
+    lengths = [len(e) for e in examples]
+    encoded = EncodedTexts(
+        ids=np.concatenate(examples).astype(np.int32), type_ids=np.zeros(sum(lengths), np.int8),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]), truncated=np.zeros(len(examples), bool),
+    )  # fmt: skip
+    counts = {}
+    for e in examples:
+        for a, b in zip(e[:-1].tolist(), e[1:].tolist()):
+            if a not in (0, 3) and b not in (0, 3):
+                counts[a, b] = counts.get((a, b), 0) + 1
+    for min_freq in (1, 25, 30):
+        keys = encoded.frequent_bigrams(min_freq, skip=[0, 3])
+        expected = sorted(a * 2**32 + b for (a, b), n in counts.items() if n >= min_freq)
+        assert keys.tolist() == expected and keys.dtype == np.int64
+    assert 0 < len(encoded.frequent_bigrams(25, skip=[0, 3])) < len(encoded.frequent_bigrams(1, skip=[0, 3]))
+    assert len(encoded.frequent_bigrams(1)) > len(encoded.frequent_bigrams(1, skip=[0, 3]))

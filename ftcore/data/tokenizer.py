@@ -72,6 +72,19 @@ class EncodedTexts:
         """``(num_examples,)`` number of tokens in each example."""
         return np.diff(self.offsets)
 
+    def frequent_bigrams(self, min_freq: int, skip: Sequence[int] = ()) -> np.ndarray:
+        """The token bigrams seen at least ``min_freq`` times within examples, as sorted unique keys
+        ``left_id * 2**32 + right_id`` (see ``ftcore.model.bert.BigramEmbedding``); pairs that hold an
+        id of ``skip`` (the special tokens) are left out."""
+        ids = self.ids.astype(np.int64)
+        within = np.ones(max(len(ids) - 1, 0), dtype=bool)
+        within[self.offsets[1:-1] - 1] = False  # the pair across two examples' boundary
+        if len(skip):
+            kept = ~np.isin(ids, np.asarray(skip, dtype=np.int64))
+            within &= kept[:-1] & kept[1:]
+        keys, counts = np.unique((ids[:-1] << 32 | ids[1:])[within], return_counts=True)
+        return keys[counts >= min_freq]
+
 
 class TextTokenizer:
     """A BERT WordPiece tokenizer with our truncation policy; build it with :meth:`from_dir`.

@@ -1,7 +1,8 @@
 """Files of a trained model: adapters (just the trained tensors, over a base model) and standalone
 ftcore classifier checkpoints (everything, adapters merged).
 
-    adapter/      adapter.json (method, head, base-model path, added tokens) + adapter.safetensors
+    adapter/      adapter.json (method, head, base-model path, added tokens, bigram table shape)
+                  + adapter.safetensors
     classifier/   ftcore_model.json (encoder config, head, prefix/prompt shapes) + model.safetensors
                   (a token classifier with a CRF also keeps the tag map, ``labels.json``, whose names
                   and scheme give the CRF's constraints)
@@ -27,7 +28,7 @@ from ftcore.methods.apply import adapter_state, apply_method
 from ftcore.methods.lora import LoRALinear
 from ftcore.methods.prefix import PrefixEncoder
 from ftcore.methods.prompt import SoftPrompt
-from ftcore.model.bert import BertConfig, BertModel
+from ftcore.model.bert import BertConfig, BertModel, BigramEmbedding
 from ftcore.model.checkpoint_io import WEIGHTS, load_state_strict
 from ftcore.model.crf import crf_for_tags
 from ftcore.model.heads import SequenceClassifier, TokenClassifier
@@ -51,6 +52,7 @@ def save_adapter(
         "method": dataclasses.asdict(method),
         "head": model.head_config(),
         "added_tokens": model.encoder.num_added_tokens,
+        "bigrams": bigram_shape(model.encoder),
     }
     save_json(meta, root / ADAPTER_META)
 
@@ -68,6 +70,8 @@ def load_adapter(path: str | Path, base_model: str | Path | None = None) -> Sequ
         raise CheckpointError(f"{root}: not a readable ftcore adapter ({e})") from None
     model = SequenceClassifier.from_pretrained(base_model or meta["base_model"], **meta["head"])
     model.encoder.add_tokens(meta["added_tokens"])
+    if meta.get("bigrams"):  # (its bigrams and rows are among the tensors)
+        model.encoder.embeddings.bigrams = BigramEmbedding(*meta["bigrams"], model.encoder.config.hidden_size)
     apply_method(model, method)
     expected = adapter_state(model)
     wrong = sorted(set(expected) ^ set(tensors)) + [
@@ -81,11 +85,17 @@ def load_adapter(path: str | Path, base_model: str | Path | None = None) -> Sequ
     return model
 
 
+def bigram_shape(encoder: BertModel) -> list[int] | None:
+    """``[bigrams, dim]`` of an encoder's bigram embeddings, for the metadata that rebuilds them."""
+    bigrams = encoder.embeddings.bigrams
+    return None if bigrams is None else [bigrams.keys.numel(), bigrams.table.embedding_dim]
+
+
 def save_classifier(model: SequenceClassifier | TokenClassifier, path: str | os.PathLike) -> None:
     """ftcore checkpoint directory: ``ftcore_model.json`` (everything to rebuild) + ``model.safetensors``.
 
-    The model must be plain (LoRA merged, prefix MLP folded); added tokens, a folded prefix and a soft
-    prompt are kept as they are.
+    The model must be plain (LoRA merged, prefix MLP folded); added tokens, bigram embeddings, a folded
+    prefix and a soft prompt are kept as they are.
     """
     encoder = model.encoder
     if any(isinstance(m, LoRALinear) for m in model.modules()):
@@ -100,6 +110,7 @@ def save_classifier(model: SequenceClassifier | TokenClassifier, path: str | os.
         "version": 1,
         "encoder": encoder.config.to_dict(),
         "added_tokens": encoder.num_added_tokens,
+        "bigrams": bigram_shape(encoder),
         "add_pooler": encoder.pooler is not None,
         "prefix_tokens": 0 if encoder.prefix is None else encoder.prefix.length,
         "prompt": None
@@ -126,6 +137,8 @@ def load_classifier(
         )
         add_pooler, head = bool(meta["add_pooler"]), dict(meta["head"])
         prefix_tokens, prompt = int(meta.get("prefix_tokens", 0)), meta.get("prompt")
+        bigrams = meta.get("bigrams")
+        bigrams = None if bigrams is None else (int(bigrams[0]), int(bigrams[1]))
         tagger = meta.get("format") == "ftcore.TokenClassifier"
         crf = None
         if tagger and head.pop("crf", False):
@@ -143,6 +156,8 @@ def load_classifier(
         encoder = BertModel(cfg, add_pooler=add_pooler)
         encoder.add_tokens(added)
         H, L, nh = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads
+        if bigrams:
+            encoder.embeddings.bigrams = BigramEmbedding(*bigrams, H)
         if prefix_tokens:
             encoder.prefix = PrefixEncoder(L, H, nh, prefix_tokens)
         if prompt:

@@ -8,9 +8,9 @@
     prompt   learned input embeddings (prompt.py)
 
 The head always trains (a classifier is new for every task; a masked-LM head's decoder is the word
-embedding table, which trains as the method says); so do tokens added by vocabulary
-extension (their embeddings start untrained) and, under frozen-base methods, BERT's pooler when the
-model pools with it, unless the config says otherwise.
+embedding table, which trains as the method says); so do tokens added by vocabulary extension and
+bigram embeddings (they start untrained) and, under frozen-base methods, BERT's pooler when the model
+pools with it, unless the config says otherwise.
 
 Adapters are generic: whatever ``requires_grad`` is what an adapter checkpoint holds
 (:func:`adapter_state`), and loading it onto a freshly prepared base model restores the outputs.
@@ -96,17 +96,22 @@ def apply_method(
         encoder.pooler.requires_grad_(True)  # (a LoRA-wrapped pooler trains through its adapter instead)
     if encoder.embeddings.added is not None and cfg.train_added_tokens:
         encoder.embeddings.added.requires_grad_(True)
+    if encoder.embeddings.bigrams is not None:
+        encoder.embeddings.bigrams.requires_grad_(True)
     return model
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Everything an adapter checkpoint needs over its base: the trainable tensors, plus the rows of
-    tokens added to the vocabulary (they are not in the base file, trained or not)."""
-    return {
+    tokens added to the vocabulary and the bigram embeddings with their bigrams (none of them is in the
+    base file, trained or not)."""
+    state = {
         name: p.detach()
         for name, p in model.named_parameters()
-        if p.requires_grad or name.endswith("embeddings.added.weight")
+        if p.requires_grad or name.endswith("embeddings.added.weight") or ".bigrams." in name
     }
+    state.update((name, b) for name, b in model.named_buffers() if name.endswith("embeddings.bigrams.keys"))
+    return state
 
 
 def trainable_report(model: nn.Module) -> str:

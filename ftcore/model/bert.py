@@ -106,6 +106,55 @@ class BertConfig:
         return {"model_type": "bert", "position_embedding_type": "absolute", **asdict(self)}
 
 
+class BigramEmbedding(nn.Module):
+    """What each token's neighbours say about it: embeddings of the token bigrams on its left and right.
+
+    A character-level tagger decides at every character whether a word or entity begins or ends there,
+    and the two character pairs around it carry most of that evidence (classical Chinese segmenters and
+    taggers are built on them). An encoder can learn pairs through attention, but a table that gives
+    every frequent pair of the training text a row of its own learns them in far fewer steps.
+
+    ``pairs`` is the sorted list of known bigrams, each packed as ``left_id * 2**32 + right_id`` (the
+    buffer ``keys``); bigram ``k`` of ``keys`` has row ``k + 1`` of ``table``, row 0 is every other pair
+    (with a special token, or unseen) and stays zero. Position ``i`` reads the rows of
+    ``(ids[i-1], ids[i])`` and ``(ids[i], ids[i+1])``, side by side, and ``project`` maps the pair of rows
+    to the hidden size. ``project`` starts at zero, so the encoder starts exactly as pretrained.
+    """
+
+    def __init__(self, num_bigrams: int, dim: int, hidden_size: int):
+        super().__init__()
+        self.register_buffer("keys", torch.zeros(num_bigrams, dtype=torch.int64))
+        self.table = nn.Embedding(num_bigrams + 1, dim, padding_idx=0)
+        self.project = nn.Linear(2 * dim, hidden_size, bias=False)
+
+    @staticmethod
+    def pack(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Bigram keys of two equal-shaped id tensors."""
+        return left.long() * 2**32 + right.long()
+
+    @torch.no_grad()
+    def set_pairs(self, keys: torch.Tensor, std: float) -> None:
+        """Fill a fresh bigram table: ``keys`` sorted, unique, ``len(keys)`` rows; rows start as N(0, std)."""
+        if keys.shape != self.keys.shape or (keys[1:] <= keys[:-1]).any():
+            raise ValueError(f"expected {self.keys.numel()} sorted unique bigram keys, got {keys.numel()}")
+        self.keys.copy_(keys)
+        nn.init.normal_(self.table.weight, std=std)
+        self.table.weight[0].zero_()
+        nn.init.zeros_(self.project.weight)
+
+    def rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids -> (B, L - 1) rows of the bigrams ``(ids[:, i], ids[:, i + 1])`` (0: not known)."""
+        keys = self.pack(input_ids[:, :-1], input_ids[:, 1:])
+        at = torch.searchsorted(self.keys, keys).clamp(max=self.keys.numel() - 1)
+        return torch.where(self.keys[at] == keys, at + 1, 0)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids -> (B, L, H) what to add to the word embeddings."""
+        rows = F.pad(self.rows(input_ids), (1, 1))  # pairs past either end: row 0
+        vectors = self.table(rows)  # (B, L + 1, dim): vectors[:, i] is the pair ending at position i
+        return self.project(torch.cat([vectors[:, :-1], vectors[:, 1:]], dim=-1))
+
+
 class Embeddings(nn.Module):
     """Sum of word, position and token-type embeddings, then LayerNorm and dropout.
 
@@ -118,20 +167,23 @@ class Embeddings(nn.Module):
         super().__init__()
         self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
         self.added: nn.Embedding | None = None
+        self.bigrams: BigramEmbedding | None = None
         self.position = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def lookup(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, L) ids -> (B, L, H) word embeddings, added tokens included."""
+        """(B, L) ids -> (B, L, H) word embeddings, added tokens and bigrams included."""
         if self.added is None:
-            return self.word(input_ids)
-        n = self.word.num_embeddings
-        is_added = input_ids >= n
-        pretrained = self.word(input_ids.masked_fill(is_added, 0))
-        added = self.added((input_ids - n).clamp(min=0))
-        return torch.where(is_added.unsqueeze(-1), added, pretrained)
+            x = self.word(input_ids)
+        else:
+            n = self.word.num_embeddings
+            is_added = input_ids >= n
+            pretrained = self.word(input_ids.masked_fill(is_added, 0))
+            added = self.added((input_ids - n).clamp(min=0))
+            x = torch.where(is_added.unsqueeze(-1), added, pretrained)
+        return x if self.bigrams is None else x + self.bigrams(input_ids)
 
     def forward(
         self,
@@ -441,6 +493,17 @@ class BertModel(nn.Module):
         emb.added.weight.copy_(rows)
         self.config.vocab_size += n
 
+    def add_bigrams(self, keys: torch.Tensor, dim: int) -> None:
+        """Give the bigrams ``keys`` (sorted packed pairs, see :class:`BigramEmbedding`) rows of ``dim``
+        numbers, added to the word embeddings; they start at N(0, initializer_range) and their
+        projection at zero, so the encoder's outputs do not change until they train."""
+        if len(keys) == 0:
+            raise ConfigError("no token bigram is frequent enough to embed; lower model.bigram_min_freq")
+        weight = self.embeddings.word.weight
+        bigrams = BigramEmbedding(len(keys), dim, self.config.hidden_size).to(weight.device, weight.dtype)
+        bigrams.set_pairs(keys.to(weight.device), self.config.initializer_range)
+        self.embeddings.bigrams = bigrams
+
     @torch.no_grad()
     def split_vocabulary(self, start: int | None) -> None:
         """Move the word-embedding rows from id ``start`` on into the added-token table.
@@ -509,6 +572,7 @@ __all__ = [
     "ACTIVATIONS",
     "BertConfig",
     "BertModel",
+    "BigramEmbedding",
     "Embeddings",
     "FeedForward",
     "Layer",

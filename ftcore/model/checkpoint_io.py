@@ -219,6 +219,10 @@ def _hf_encoder_state(encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             "prefix and prompt tuning have no HF-format equivalent; export in peft or ftcore format"
         )
+    if encoder.embeddings.bigrams is not None:
+        raise CheckpointError(
+            "bigram embeddings (model.bigrams) have no HF-format equivalent; export in ftcore format"
+        )
     state = dict(encoder.state_dict())
     if "embeddings.added.weight" in state:
         state["embeddings.word.weight"] = torch.cat(

@@ -29,7 +29,7 @@ from ftcore.config import Config, DataConfig, ModelConfig, PretrainConfig
 from ftcore.data.dataset import LabelSpace, TaskData, build_task_data, read_splits
 from ftcore.data.glossary import gloss_token_ids, load_glossary
 from ftcore.data.tagging import TaggingData, TagSpace, build_tagging_data, read_tagged_splits
-from ftcore.data.tokenizer import TextTokenizer
+from ftcore.data.tokenizer import EncodedTexts, TextTokenizer
 from ftcore.errors import CheckpointError, ConfigError
 from ftcore.files import save_json
 from ftcore.methods import apply_method, trainable_report
@@ -46,6 +46,7 @@ from ftcore.train.task import ClassificationTask, TaggingTask
 # what cuts data=reviews and data=peoples_daily_* into splits, and so the training split a corpus source reads
 SPLIT_KEYS = ("split_seed", "validation_fraction", "test_fraction")
 PRETRAINING_RECORD = "ftcore_pretraining.json"  # in a pretraining run's model/: the text it read
+BIGRAM_KEYS = "encoder.embeddings.bigrams.keys"  # a checkpoint's tensor of the bigrams with embeddings
 
 # trainer.* settings that change how a run reports, not what it computes: resuming may change them.
 COSMETIC_TRAINER_KEYS = ("progress", "log_every", "threads", "compile", "retain_memory")
@@ -87,8 +88,10 @@ def build_model(
     labels: LabelSpace | TagSpace,
     tokenizer: TextTokenizer,
     class_weights: np.ndarray | None = None,
+    bigram_keys: torch.Tensor | None = None,
 ) -> SequenceClassifier | TokenClassifier:
-    """Pretrained encoder + new head for the task, vocabulary grown to the tokenizer's, method applied."""
+    """Pretrained encoder + new head for the task, vocabulary grown to the tokenizer's, embeddings for
+    ``bigram_keys`` (``model.bigrams``, see :func:`frequent_bigrams`), method applied."""
     if isinstance(labels, TagSpace):
         model = TokenClassifier.from_pretrained(
             model_dir,
@@ -107,6 +110,10 @@ def build_model(
             label_smoothing=cfg.model.label_smoothing,
         )
     model.encoder.add_tokens(*new_token_rows(cfg.model, tokenizer, model.encoder, cfg.data.problem))
+    if cfg.model.bigrams:
+        if bigram_keys is None:
+            raise ValueError("model.bigrams needs the bigram keys of the training data")
+        model.encoder.add_bigrams(bigram_keys, cfg.model.bigram_dim)
     prompt_ids = None
     if cfg.method.name == "prompt" and cfg.method.prompt_init == "text":
         encoded = tokenizer.encode_batch([cfg.method.prompt_init_text], max_length=512)
@@ -182,6 +189,28 @@ def new_token_rows(
     return n, init, glosses
 
 
+def frequent_bigrams(
+    cfg: ModelConfig, tokenizer: TextTokenizer, data: TaskData | TaggingData, dist: DistInfo
+) -> torch.Tensor | None:
+    """The token bigrams of the training split that get embeddings (``model.bigrams``), as sorted packed
+    keys; None when the run has none. Logs how many there are and how much of validation they cover."""
+    if not cfg.bigrams:
+        return None
+
+    def rows(name: str) -> EncodedTexts:
+        split = data.splits[name]
+        return split.rows.encoded if isinstance(data, TaggingData) else split.encoded
+
+    specials = [tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.unk_id]
+    keys = rows("train").frequent_bigrams(cfg.bigram_min_freq, skip=specials)
+    if dist.is_main:
+        seen = rows("validation").frequent_bigrams(1, skip=specials)
+        log.info("bigram embeddings: %d token bigrams seen at least %d times in training (%d x %d numbers); "
+                 "%.1f%% of the distinct bigrams of validation among them", len(keys), cfg.bigram_min_freq,
+                 len(keys) + 1, cfg.bigram_dim, 100 * np.isin(seen, keys).mean() if len(seen) else 0.0)  # fmt: skip
+    return torch.from_numpy(keys)
+
+
 @contextlib.contextmanager
 def run_context(cfg: Config | PretrainConfig, run_dir: Path) -> Iterator[tuple[DistInfo, torch.device, str]]:
     """What every job does around its work: check ``resume``, set threads, join the process group (under
@@ -239,7 +268,10 @@ def train(cfg: Config, run_dir: str | Path) -> dict | None:
         tokenizer, data, model_dir = prepare(cfg, dist)
         tagging = isinstance(data, TaggingData)
         labels = data.tags if tagging else data.labels
-        model = build_model(cfg, model_dir, labels, tokenizer, None if tagging else data.class_weights)
+        bigrams = frequent_bigrams(cfg.model, tokenizer, data, dist)
+        model = build_model(
+            cfg, model_dir, labels, tokenizer, None if tagging else data.class_weights, bigrams
+        )
         if dist.enabled:  # same initial weights everywhere (DDP also broadcasts them), own dropout streams
             torch.manual_seed(cfg.trainer.seed + 1000 * dist.rank)
         if dist.is_main:
@@ -314,7 +346,12 @@ def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
     cfg.model.extend_vocab, cfg.model.extend_vocab_init = False, "mean"
     weights = state.get("class_weights")  # (absent from checkpoints written before it was kept)
     weights = None if weights is None else np.asarray(weights, dtype=np.float32)
-    model = build_model(cfg, Path(state["base_model"]), labels, tokenizer, weights)
+    bigrams = tensors["model.safetensors"].get(BIGRAM_KEYS)  # (their rows are in the checkpoint too)
+    if cfg.model.bigrams and bigrams is None:
+        raise CheckpointError(
+            f"{run_dir / 'checkpoints' / which}: model.bigrams=true but no {BIGRAM_KEYS} saved"
+        )
+    model = build_model(cfg, Path(state["base_model"]), labels, tokenizer, weights, bigrams)
     ckpt.load_model_tensors(
         model, tensors["model.safetensors"], state["trainable_only"], run_dir / "checkpoints" / which
     )
