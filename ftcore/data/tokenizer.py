@@ -75,7 +75,8 @@ class EncodedTexts:
     def frequent_bigrams(self, min_freq: int, skip: Sequence[int] = ()) -> np.ndarray:
         """The token bigrams seen at least ``min_freq`` times within examples, as sorted unique keys
         ``left_id * 2**32 + right_id`` (see ``ftcore.model.bert.BigramEmbedding``); pairs that hold an
-        id of ``skip`` (the special tokens) are left out."""
+        id of ``skip`` (the special tokens) are left out. Counts are over the rows as the model reads
+        them: a pair in the overlap of two windows of one text counts twice."""
         ids = self.ids.astype(np.int64)
         within = np.ones(max(len(ids) - 1, 0), dtype=bool)
         within[self.offsets[1:-1] - 1] = False  # the pair across two examples' boundary

@@ -160,7 +160,9 @@ class Embeddings(nn.Module):
 
     Tokens added to a pretrained vocabulary (:meth:`BertModel.add_tokens`) live in their own table
     ``added`` (ids ``word.num_embeddings`` and up), so they can train while the pretrained table stays
-    frozen, and an adapter checkpoint carries only the new rows.
+    frozen, and an adapter checkpoint carries only the new rows. ``bigrams``, when set
+    (:meth:`BertModel.add_bigrams`), adds what the token pairs around each token say to its word
+    embedding.
     """
 
     def __init__(self, cfg: BertConfig):
