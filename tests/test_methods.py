@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from model_helpers import batch, make, randomize_adapters, trainable
 
 from ftcore.config import MethodConfig
-from ftcore.errors import ConfigError
+from ftcore.errors import CheckpointError, ConfigError
 from ftcore.methods import adapter_state, apply_method, load_adapter, save_adapter, trainable_report
 from ftcore.methods.lora import LoRALinear, merge_lora
 from ftcore.model import BertModel, SequenceClassifier
@@ -226,6 +228,11 @@ def test_bigram_embeddings_train_under_every_method_and_travel_with_the_adapter(
         assert torch.equal(model(ids, mask), loaded(ids, mask))
         loaded.encoder.embeddings.bigrams = None
         assert not torch.allclose(model(ids, mask), loaded(ids, mask))
+    meta = json.loads((tmp_path / "adapter.json").read_text())
+    assert meta["bigrams"] == [3, 3]
+    (tmp_path / "adapter.json").write_text(json.dumps({**meta, "bigrams": [3]}))
+    with pytest.raises(CheckpointError, match="not a readable ftcore adapter"):
+        load_adapter(tmp_path)
 
 
 def test_frozen_added_tokens_still_travel_with_the_adapter(tiny_model_dir, tmp_path):

@@ -66,12 +66,13 @@ def load_adapter(path: str | Path, base_model: str | Path | None = None) -> Sequ
             **{**meta["method"], "prompt_init": "random"}
         )  # the saved prompt replaces any init
         tensors = load_file(root / ADAPTER_WEIGHTS)
+        bigrams = saved_bigram_shape(meta)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{root}: not a readable ftcore adapter ({e})") from None
     model = SequenceClassifier.from_pretrained(base_model or meta["base_model"], **meta["head"])
     model.encoder.add_tokens(meta["added_tokens"])
-    if meta.get("bigrams"):  # (its bigrams and rows are among the tensors)
-        model.encoder.embeddings.bigrams = BigramEmbedding(*meta["bigrams"], model.encoder.config.hidden_size)
+    if bigrams:  # (its bigrams and rows are among the tensors)
+        model.encoder.embeddings.bigrams = BigramEmbedding(*bigrams, model.encoder.config.hidden_size)
     apply_method(model, method)
     expected = adapter_state(model)
     wrong = sorted(set(expected) ^ set(tensors)) + [
@@ -89,6 +90,15 @@ def bigram_shape(encoder: BertModel) -> list[int] | None:
     """``[bigrams, dim]`` of an encoder's bigram embeddings, for the metadata that rebuilds them."""
     bigrams = encoder.embeddings.bigrams
     return None if bigrams is None else [bigrams.keys.numel(), bigrams.table.embedding_dim]
+
+
+def saved_bigram_shape(meta: dict) -> tuple[int, int] | None:
+    """``(bigrams, dim)`` as :func:`bigram_shape` wrote it into ``meta`` (None: no bigram embeddings);
+    ValueError or TypeError if it is not two numbers."""
+    if meta.get("bigrams") is None:
+        return None
+    count, dim = (int(n) for n in meta["bigrams"])
+    return count, dim
 
 
 def save_classifier(model: SequenceClassifier | TokenClassifier, path: str | os.PathLike) -> None:
@@ -137,8 +147,7 @@ def load_classifier(
         )
         add_pooler, head = bool(meta["add_pooler"]), dict(meta["head"])
         prefix_tokens, prompt = int(meta.get("prefix_tokens", 0)), meta.get("prompt")
-        bigrams = meta.get("bigrams")
-        bigrams = None if bigrams is None else (int(bigrams[0]), int(bigrams[1]))
+        bigrams = saved_bigram_shape(meta)
         tagger = meta.get("format") == "ftcore.TokenClassifier"
         crf = None
         if tagger and head.pop("crf", False):

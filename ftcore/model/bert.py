@@ -114,9 +114,9 @@ class BigramEmbedding(nn.Module):
     taggers are built on them). An encoder can learn pairs through attention, but a table that gives
     every frequent pair of the training text a row of its own learns them in far fewer steps.
 
-    ``pairs`` is the sorted list of known bigrams, each packed as ``left_id * 2**32 + right_id`` (the
-    buffer ``keys``); bigram ``k`` of ``keys`` has row ``k + 1`` of ``table``, row 0 is every other pair
-    (with a special token, or unseen) and stays zero. Position ``i`` reads the rows of
+    The buffer ``keys`` is the sorted list of known bigrams, each packed as ``left_id * 2**32 + right_id``;
+    bigram ``k`` of ``keys`` has row ``k + 1`` of ``table``, row 0 is every other pair (with a special
+    token, or unseen) and stays zero. Position ``i`` reads the rows of
     ``(ids[i-1], ids[i])`` and ``(ids[i], ids[i+1])``, side by side, and ``project`` maps the pair of rows
     to the hidden size. ``project`` starts at zero, so the encoder starts exactly as pretrained.
     """
