@@ -97,6 +97,12 @@ def test_peft_export_refuses_what_peft_cannot_express(minilm_dir, tmp_path):
     prompt = apply_method(SequenceClassifier.from_pretrained(minilm_dir, num_labels=2, pooling="pooler"), cfg)
     with pytest.raises(CheckpointError, match="peft export covers lora, dora and prefix"):
         export_peft(prompt, cfg, minilm_dir, tmp_path)
+    bigrams = SequenceClassifier.from_pretrained(minilm_dir, num_labels=2, pooling="pooler")
+    bigrams.encoder.add_bigrams(torch.tensor([2000 * 2**32 + 2001]), dim=4)
+    apply_method(bigrams, MethodConfig(name="lora"))
+    with pytest.raises(CheckpointError, match="peft has no place for bigram embeddings"):
+        export_peft(bigrams, MethodConfig(name="lora"), minilm_dir, tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before writing anything
 
 
 def test_grown_vocabulary_travels_as_the_base_of_the_adapter(tiny_model_dir, tmp_path):

@@ -68,6 +68,8 @@ def export_peft(
         )
     if method.name in ("lora", "dora") and method.init == "pissa":
         raise CheckpointError("a PiSSA adapter changed its base weights; export it with format=hf or ftcore")
+    if model.encoder.embeddings.bigrams is not None:
+        raise CheckpointError("peft has no place for bigram embeddings (model.bigrams); use format=ftcore")
     encoder = model.encoder
     trained_pooler = any(p.requires_grad for p in encoder.pooler.parameters())
     root = Path(path)
