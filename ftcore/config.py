@@ -197,12 +197,17 @@ class ModelConfig:
     ``bigrams`` adds to every token's embedding what the token pairs on either side of it say: each
     pair seen at least ``bigram_min_freq`` times in the training texts gets a trainable row of
     ``bigram_dim`` numbers, trained under every method (see ``ftcore.model.bert.BigramEmbedding``).
+    ``hidden_dropout`` and ``attention_dropout`` replace the checkpoint's ``hidden_dropout_prob`` and
+    ``attention_probs_dropout_prob`` (null keeps them); the classifier's dropout follows
+    ``hidden_dropout`` unless ``classifier_dropout`` is given.
     """
 
     name: str = "minilm"
     path: str | None = None
     pooling: str = "mean"
     classifier_dropout: float | None = None
+    hidden_dropout: float | None = None
+    attention_dropout: float | None = None
     label_smoothing: float = 0.0
     crf: bool = False
     extend_vocab: bool = False
@@ -219,8 +224,9 @@ class ModelConfig:
     def validate(self) -> None:
         check_choice("model.pooling", self.pooling, POOLINGS)
         check_choice("model.extend_vocab_init", self.extend_vocab_init, ADDED_TOKEN_INITS)
-        if self.classifier_dropout is not None:
-            check_dropout("model.classifier_dropout", self.classifier_dropout)
+        for key in ("classifier_dropout", "hidden_dropout", "attention_dropout"):
+            if getattr(self, key) is not None:
+                check_dropout(f"model.{key}", getattr(self, key))
         check_range("model.label_smoothing", self.label_smoothing, 0.0, 1.0)
         if self.extend_vocab_max_new is not None and self.extend_vocab_max_new < 1:
             raise ConfigError(

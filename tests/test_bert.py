@@ -63,6 +63,32 @@ def test_minilm_matches_transformers_under_bf16_autocast(minilm_dir, minilm_pair
     assert torch.nn.functional.cosine_similarity(hidden[real], exact[real], dim=-1).min().item() > 0.999
 
 
+def test_dropout_changed_after_loading_trains_as_transformers_configured_so(minilm_dir):
+    """set_dropout(0, 0) in training mode gives transformers' numbers with both probabilities 0 in its
+    config (no site keeps the file's 0.1), and the config records it; None leaves a probability be."""
+    ids, mask, types = padded_batch(minilm_dir)
+    theirs = transformers.BertModel.from_pretrained(
+        minilm_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager"
+    ).train()
+    ours = BertModel.from_pretrained(minilm_dir).train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        dropped = ours(ids, mask, types)
+        ours.set_dropout(hidden=0.0, attention=0.0)
+        hidden = ours(ids, mask, types)
+        ref = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+    real = mask.bool()
+    assert (hidden - ref)[real].abs().max().item() <= 1e-5
+    assert (dropped - ref)[real].abs().max().item() > 1e-2  # the file's dropout was on before
+    assert (ours.config.hidden_dropout_prob, ours.config.attention_probs_dropout_prob) == (0.0, 0.0)
+    ours.set_dropout(hidden=0.3)
+    assert ours.config.hidden_dropout_prob == 0.3 and ours.config.attention_probs_dropout_prob == 0.0
+    assert {layer.dropout.p for layer in ours.layers} == {0.3} and ours.embeddings.dropout.p == 0.3
+    assert {layer.attention.dropout_p for layer in ours.layers} == {0.0}
+    with pytest.raises(ConfigError, match="attention_probs_dropout_prob=1.0 is out of range"):
+        ours.set_dropout(attention=1.0)
+
+
 def test_padding_does_not_change_real_tokens(minilm_dir, minilm_pair):
     ours, _ = minilm_pair
     ids, mask, types = padded_batch(minilm_dir)

@@ -52,6 +52,8 @@ def test_a_probability_out_of_range_is_refused_in_one_line_naming_the_key(p):
     for check, key in (
         (lambda: MethodConfig(name="lora", dropout=p).validate(), "method.dropout"),
         (lambda: ModelConfig(classifier_dropout=p).validate(), "model.classifier_dropout"),
+        (lambda: ModelConfig(hidden_dropout=p).validate(), "model.hidden_dropout"),
+        (lambda: ModelConfig(attention_dropout=p).validate(), "model.attention_dropout"),
         (lambda: BertConfig(hidden_dropout_prob=p), "hidden_dropout_prob"),
         (lambda: BertConfig(attention_probs_dropout_prob=p), "attention_probs_dropout_prob"),
     ):

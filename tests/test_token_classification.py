@@ -424,6 +424,26 @@ def test_a_tagger_with_bigram_embeddings_trains_reloads_and_exports_as_ftcore_on
     assert {e["text"] for e in json.loads(done.stdout)["entities"]} >= {"very good", "bad"}
 
 
+@pytest.mark.parametrize("classifier_dropout", [None, 0.2])
+def test_model_dropout_keys_reach_the_encoder_and_the_head_unless_its_own_is_given(
+    tiny_model_dir, conll_data, classifier_dropout
+):
+    from ftcore.train.experiment import build_model
+
+    cfg = tagging_config(tiny_model_dir, conll_data, model__hidden_dropout=0.0, model__attention_dropout=0.05,
+                         model__classifier_dropout=classifier_dropout)  # fmt: skip
+    tags = TagSpace("bio", ["O", "B-POS", "I-POS"])
+    model = build_model(cfg, tiny_model_dir, tags, TextTokenizer.from_dir(tiny_model_dir))
+    encoder = model.encoder
+    assert encoder.config.hidden_dropout_prob == 0.0 and encoder.config.attention_probs_dropout_prob == 0.05
+    assert {layer.dropout.p for layer in encoder.layers} | {encoder.embeddings.dropout.p} == {0.0}
+    assert {layer.attention.dropout_p for layer in encoder.layers} == {0.05}
+    assert model.head.dropout.p == (0.0 if classifier_dropout is None else classifier_dropout)
+    cfg.model.hidden_dropout = None
+    kept = build_model(cfg, tiny_model_dir, tags, TextTokenizer.from_dir(tiny_model_dir))
+    assert kept.encoder.config.hidden_dropout_prob == 0.1  # the file's
+
+
 def test_an_unknown_tag_in_the_test_file_is_one_line_naming_file_and_line(
     tiny_model_dir, conll_data, tmp_path
 ):

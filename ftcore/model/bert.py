@@ -495,6 +495,22 @@ class BertModel(nn.Module):
         emb.added.weight.copy_(rows)
         self.config.vocab_size += n
 
+    def set_dropout(self, hidden: float | None = None, attention: float | None = None) -> None:
+        """Change the dropout the checkpoint's config.json gave (None keeps it): ``hidden`` after the
+        embeddings and on both residual branches of every block, ``attention`` on the attention
+        probabilities. The config follows, so a model saved afterwards records what it trained with."""
+        if hidden is not None:
+            check_dropout("hidden_dropout_prob", hidden)
+            self.config.hidden_dropout_prob = hidden
+            self.embeddings.dropout.p = hidden
+            for layer in self.layers:
+                layer.dropout.p = hidden
+        if attention is not None:
+            check_dropout("attention_probs_dropout_prob", attention)
+            self.config.attention_probs_dropout_prob = attention
+            for layer in self.layers:
+                layer.attention.dropout_p = attention
+
     def add_bigrams(self, keys: torch.Tensor, dim: int) -> None:
         """Give the bigrams ``keys`` (sorted packed pairs, see :class:`BigramEmbedding`) rows of ``dim``
         numbers, added to the word embeddings; they start at N(0, initializer_range) and their

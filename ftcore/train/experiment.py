@@ -91,12 +91,16 @@ def build_model(
     bigram_keys: torch.Tensor | None = None,
 ) -> SequenceClassifier | TokenClassifier:
     """Pretrained encoder + new head for the task, vocabulary grown to the tokenizer's, embeddings for
-    ``bigram_keys`` (``model.bigrams``, see :func:`frequent_bigrams`), method applied."""
+    ``bigram_keys`` (``model.bigrams``, see :func:`frequent_bigrams`), dropout as ``model.*_dropout``
+    say, method applied."""
+    classifier_dropout = cfg.model.classifier_dropout
+    if classifier_dropout is None:
+        classifier_dropout = cfg.model.hidden_dropout  # None still: the checkpoint's hidden dropout
     if isinstance(labels, TagSpace):
         model = TokenClassifier.from_pretrained(
             model_dir,
             labels.num_tags,
-            cfg.model.classifier_dropout,
+            classifier_dropout,
             crf=crf_for_tags(labels.names, labels.scheme) if cfg.model.crf else None,
         )
     else:
@@ -105,10 +109,11 @@ def build_model(
             num_labels=labels.num_labels,
             problem=labels.problem,
             pooling=cfg.model.pooling,
-            classifier_dropout=cfg.model.classifier_dropout,
+            classifier_dropout=classifier_dropout,
             class_weights=None if class_weights is None else torch.from_numpy(class_weights),
             label_smoothing=cfg.model.label_smoothing,
         )
+    model.encoder.set_dropout(cfg.model.hidden_dropout, cfg.model.attention_dropout)
     model.encoder.add_tokens(*new_token_rows(cfg.model, tokenizer, model.encoder, cfg.data.problem))
     if cfg.model.bigrams:
         if bigram_keys is None:

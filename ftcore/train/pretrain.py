@@ -239,9 +239,10 @@ class MaskedLMTask:
 
 
 def build_masked_lm(cfg: PretrainConfig, model_dir: Path, tokenizer: TextTokenizer) -> MaskedLM:
-    """Pretrained encoder (+ its masked-LM head when the checkpoint has one), vocabulary grown to the
-    tokenizer's, method applied; the pooler stays frozen (masked-LM gives it no gradient)."""
+    """Pretrained encoder (+ its masked-LM head when the checkpoint has one), dropout as
+    ``model.*_dropout`` say, vocabulary grown to the tokenizer's, method applied; the pooler stays frozen (masked-LM gives it no gradient)."""
     model = MaskedLM.from_pretrained(model_dir)
+    model.encoder.set_dropout(cfg.model.hidden_dropout, cfg.model.attention_dropout)
     model.add_tokens(*new_token_rows(cfg.model, tokenizer, model.encoder, None))
     apply_method(model, cfg.method, max_length=cfg.corpus.max_length, max_length_key="corpus.max_length")
     if model.encoder.pooler is not None:
