@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from ftcore.config import MethodConfig
 from ftcore.errors import CheckpointError
 from ftcore.model.heads import SequenceClassifier
+from ftcore.optim.schedules import Schedule, warmup_steps_for
 from ftcore.train import checkpoint as ckpt
 from ftcore.train.experiment import train
 from ftcore.train.loop import TrainingDiverged
@@ -59,7 +60,9 @@ def test_bf16_cpu_run_learns_and_writes_the_run_directory(tiny_run_config, tmp_p
 def test_tensorboard_has_training_and_validation_scalars(tiny_run_config, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(tiny_run_config, tmp_path)
+    cfg = tiny_run_config
+    cfg.optim.lr_overrides = {r"embeddings\.": 10 * cfg.optim.lr}  # the first group: its own rate
+    train(cfg, tmp_path)
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
@@ -68,6 +71,10 @@ def test_tensorboard_has_training_and_validation_scalars(tiny_run_config, tmp_pa
     assert "val/confusion_matrix" in events.Tags()["images"]
     lrs = [e.value for e in events.Scalars("train/lr")]
     assert len(lrs) == 24 // 4 and lrs[-1] < lrs[0]  # logged every 4 steps; linear decay
+    schedule = Schedule(
+        cfg.optim.schedule, 24, warmup_steps_for(24, cfg.optim.warmup_steps, cfg.optim.warmup_ratio)
+    )
+    assert lrs == pytest.approx([cfg.optim.lr * schedule(step - 1) for step in range(4, 25, 4)])  # optim.lr's
 
 
 def test_gradient_accumulation_equals_the_large_batch(tiny_run_config, tiny_model_dir, tmp_path):

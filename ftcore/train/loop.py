@@ -261,8 +261,9 @@ def fit(model: nn.Module, task, trainer: TrainerConfig, optim: OptimConfig, run_
             if progress.step % trainer.log_every == 0 or progress.step == total_steps:
                 divergence.check(progress.step)
                 speed = progress.train_samples / (progress.train_seconds + time.perf_counter() - clock)
-                reporter.training(progress.step, running.mean(dist), optimizer.param_groups[0]["lr"],
-                                  result.grad_norm.item(), speed * dist.world_size, scaler)  # fmt: skip
+                lr = optim.lr * schedule(progress.step - 1)  # optim.lr's rate (lr_overrides scale alike)
+                reporter.training(progress.step, running.mean(dist), lr, result.grad_norm.item(),
+                                  speed * dist.world_size, scaler)  # fmt: skip
             reporter.advance(1)
             progress.train_seconds += time.perf_counter() - clock
             if trainer.eval_every and progress.step % trainer.eval_every == 0:
