@@ -18,7 +18,8 @@ The config is composed exactly as ``scripts/train.py`` composes it (``conf/``, p
   ``trainer.retain_memory=false`` to measure that lever);
 * each side's best settings for speed: for the ``Trainer``, bf16 autocast, length-grouped sampling
   (``train_sampling_strategy="group_by_length"``), dynamic padding to multiples of 8 and its default
-  fused AdamW; for ftcore, what ``scripts/train.py`` does by default.
+  fused AdamW; for ftcore, what ``scripts/train.py`` does by default (``optim.fused=true`` gives it the
+  same fused kernel).
 
 Both are timed by one clock definition: wall time from the first batch to the end of the last optimizer
 step, with the data loading, collation and logging each side does (ftcore's loop measures it so; the
@@ -80,7 +81,8 @@ HONOURED = {
                             "lowercase", "split_seed", "validation_fraction", "test_fraction", "augment_prob",
                             "pad_to_multiple")),
     *(f"method.{k}" for k in ("r", "alpha", "dropout", "train_pooler", "train_added_tokens")),
-    *(f"optim.{k}" for k in ("name", "lr", "weight_decay", "betas", "eps", "schedule", "warmup_ratio", "warmup_steps")),
+    *(f"optim.{k}" for k in ("name", "lr", "weight_decay", "betas", "eps", "schedule", "warmup_ratio", "warmup_steps",
+                             "fused")),  # (the Trainer's AdamW is always fused; ftcore's is with optim.fused)
     *(f"trainer.{k}" for k in ("batch_size", "eval_batch_size", "grad_accum", "max_grad_norm", "precision", "device",
                                "seed", "log_every", "progress", "retain_memory")),
 }  # fmt: skip

@@ -6,8 +6,9 @@
 Each step is a full training step (forward, loss, backward, optimizer) on one fixed batch of random
 token ids with no padding, the same batch for both sides. With ``--baseline hf`` the two implementations
 alternate in ``--rounds`` blocks (ours, theirs, ours, ...) after their warm-up steps, so both see the same
-machine state; medians are reported. Both use the fastest AdamW they have (ftcore's multi-tensor one;
-``torch.optim.AdamW(fused=True)`` for transformers, as the Trainer's default ``adamw_torch_fused``).
+machine state; medians are reported. ftcore uses its default AdamW (the
+multi-tensor one; ``optim.fused`` is off by default), transformers ``torch.optim.AdamW(fused=True)``, the
+Trainer's default ``adamw_torch_fused``.
 
 Every record carries the work it timed (trainable parameters, dropout, optimizer groups, a digest of the
 batch: tests assert both sides get the same), the model FLOPs per token of its side (benchmarks/flops.py:

@@ -344,7 +344,9 @@ class OptimConfig:
     """``optim.*``: AdamW and its learning-rate schedule.
 
     ``head_lr`` gives the classifier head its own rate; ``lr_overrides`` maps a regular expression on
-    parameter names to a rate (first match wins), e.g. ``{lora_B: 1e-3}``.
+    parameter names to a rate (first match wins), e.g. ``{lora_B: 1e-3}``. ``fused`` runs each group's
+    update as one fused kernel: the same formula, to rounding, and worth it when the trainable tensors are
+    large (see ``ftcore.optim.adamw``).
     """
 
     name: str = "adamw"
@@ -353,6 +355,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     amsgrad: bool = False
+    fused: bool = False
     schedule: str = "linear"
     warmup_ratio: float = 0.06
     warmup_steps: int | None = None

@@ -20,12 +20,14 @@ def twin_models(tiny_config):
     return a, b
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("amsgrad", [False, True])
-def test_adamw_matches_torch_over_100_steps(tiny_config, amsgrad):
+def test_adamw_matches_torch_over_100_steps(tiny_config, amsgrad, fused):
     ours_model, ref_model = twin_models(tiny_config)
     groups = dict(lr=3e-3, weight_decay=0.1, lr_overrides={r"^head\.": 1e-2})
-    ours = AdamW(param_groups(ours_model, **groups), betas=(0.9, 0.98), eps=1e-6, amsgrad=amsgrad)
-    ref = torch.optim.AdamW(param_groups(ref_model, **groups), betas=(0.9, 0.98), eps=1e-6, amsgrad=amsgrad)
+    settings = dict(betas=(0.9, 0.98), eps=1e-6, amsgrad=amsgrad)
+    ours = AdamW(param_groups(ours_model, **groups), **settings, fused=fused)
+    ref = torch.optim.AdamW(param_groups(ref_model, **groups), **settings, fused=fused)
     assert len(ours.param_groups) == 4  # (encoder | head lr) x (decay | no decay)
     ids = torch.randint(1, 99, (4, 10))
     labels = torch.tensor([0, 1, 2, 1])
@@ -40,6 +42,40 @@ def test_adamw_matches_torch_over_100_steps(tiny_config, amsgrad):
     for (name, p), q in zip(ours_model.named_parameters(), ref_model.parameters()):
         assert (p - q).abs().max().item() <= 1e-6, name
     assert ours.state[next(ours_model.parameters())]["step"] == 100
+
+
+def test_fused_and_written_out_updates_agree_and_share_their_state(tiny_config):
+    """A run may switch between the two updates mid-way (resume with another optim.fused): the state is
+    the same, and the parameters agree to rounding."""
+    ids = torch.randint(1, 99, (4, 10))
+    labels = torch.tensor([0, 1, 2, 1])
+
+    def train(model, opt, steps):
+        for _ in range(steps):
+            opt.zero_grad()
+            model.loss(model(ids), labels).backward()
+            opt.step()
+
+    plain_model, switched_model = twin_models(tiny_config)
+    plain_model.eval(), switched_model.eval()
+    start = {n: p.detach().clone() for n, p in plain_model.named_parameters()}
+    plain = AdamW(param_groups(plain_model, lr=3e-3, weight_decay=0.1))
+    train(plain_model, plain, 20)
+    fused = AdamW(param_groups(switched_model, lr=3e-3, weight_decay=0.1), fused=True)
+    train(switched_model, fused, 10)
+    resumed = AdamW(param_groups(switched_model, lr=3e-3, weight_decay=0.1))
+    resumed.load_state_dict(fused.state_dict())
+    train(switched_model, resumed, 10)
+    first = next(switched_model.parameters())
+    assert resumed.state[first]["step"] == 20 and isinstance(fused.state[first]["step"], int)
+    # A key's bias shifts every score of a query alike: softmax gives it no gradient but rounding, which
+    # Adam's normalisation turns into steps of either sign; every other tensor is compared.
+    switched = dict(switched_model.named_parameters())
+    for name, p in plain_model.named_parameters():
+        if name.endswith("key.bias"):
+            continue
+        assert (p - switched[name]).abs().max().item() <= 1e-5, name
+        assert (p - start[name]).abs().max().item() > 1e-4, name  # and training moved it
 
 
 def test_param_groups_exclude_biases_and_layernorm_from_decay(tiny_config):

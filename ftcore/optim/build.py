@@ -14,13 +14,13 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int) -> tup
 
     Parameters are grouped by (learning rate, weight decay): biases and LayerNorm are not decayed,
     ``optim.head_lr`` gives the classifier head its own rate and ``optim.lr_overrides`` any parameter
-    whose name matches. Each group remembers its ``base_lr``; :func:`set_learning_rates` scales it.
+    whose name matches; ``optim.fused`` picks the fused update. Each group remembers its ``base_lr``; :func:`set_learning_rates` scales it.
     """
     overrides = dict(cfg.lr_overrides)
     if cfg.head_lr is not None:
         overrides = {r"^head\.": cfg.head_lr, **overrides}
     groups = param_groups(model, cfg.lr, cfg.weight_decay, overrides)
-    optimizer = AdamW(groups, betas=tuple(cfg.betas), eps=cfg.eps, amsgrad=cfg.amsgrad)
+    optimizer = AdamW(groups, betas=tuple(cfg.betas), eps=cfg.eps, amsgrad=cfg.amsgrad, fused=cfg.fused)
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
     warmup = warmup_steps_for(total_steps, cfg.warmup_steps, cfg.warmup_ratio)
