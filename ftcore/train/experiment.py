@@ -210,8 +210,9 @@ def frequent_bigrams(
     keys = rows("train").frequent_bigrams(cfg.bigram_min_freq, skip=specials)
     if dist.is_main:
         seen = rows("validation").frequent_bigrams(1, skip=specials)
-        log.info("bigram embeddings: %d token bigrams seen at least %d times in training (%d x %d numbers); "
-                 "%.1f%% of the distinct bigrams of validation among them", len(keys), cfg.bigram_min_freq,
+        times = "once" if cfg.bigram_min_freq == 1 else f"{cfg.bigram_min_freq} times"
+        log.info("bigram embeddings: %d token bigrams seen at least %s in training (%d x %d numbers); "
+                 "%.1f%% of the distinct bigrams of validation among them", len(keys), times,
                  len(keys) + 1, cfg.bigram_dim, 100 * np.isin(seen, keys).mean() if len(seen) else 0.0)  # fmt: skip
     return torch.from_numpy(keys)
 
