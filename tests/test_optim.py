@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
+from ftcore.config import OptimConfig
 from ftcore.errors import ConfigError
 from ftcore.model import BertModel, SequenceClassifier
 from ftcore.optim import AdamW, Schedule, param_groups
+from ftcore.optim.build import build_optimizer
 from ftcore.optim.schedules import warmup_steps_for
 
 
@@ -45,8 +47,8 @@ def test_adamw_matches_torch_over_100_steps(tiny_config, amsgrad, fused):
 
 
 def test_fused_and_written_out_updates_agree_and_share_their_state(tiny_config):
-    """A run may switch between the two updates mid-way (resume with another optim.fused): the state is
-    the same, and the parameters agree to rounding."""
+    """The two updates keep the same state, so one takes over from the other mid-way, and the
+    parameters agree to rounding."""
     ids = torch.randint(1, 99, (4, 10))
     labels = torch.tensor([0, 1, 2, 1])
 
@@ -76,6 +78,13 @@ def test_fused_and_written_out_updates_agree_and_share_their_state(tiny_config):
             continue
         assert (p - switched[name]).abs().max().item() <= 1e-5, name
         assert (p - start[name]).abs().max().item() > 1e-4, name  # and training moved it
+
+
+def test_optim_fused_reaches_the_optimizer(tiny_config):
+    model = SequenceClassifier(BertModel(tiny_config), num_labels=2)
+    for fused in (False, True):
+        optimizer, _ = build_optimizer(model, OptimConfig(lr=1e-3, fused=fused), total_steps=10)
+        assert optimizer.fused is fused
 
 
 def test_param_groups_exclude_biases_and_layernorm_from_decay(tiny_config):

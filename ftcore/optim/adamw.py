@@ -13,8 +13,8 @@ runs as one ``torch._foreach_*`` call over all tensors of a group instead of a P
 ``fused=True`` is the speed seam: the same update as one ``torch._fused_adamw_`` kernel per group, which
 reads and writes every tensor once instead of once per line above. It pays where the trainable tensors
 are large (full fine-tuning, big embedding tables); the lines above stay the definition, and the
-fused kernel agrees with them to rounding (tests/test_optim.py). The state is the same either way, so a
-checkpoint saved with one resumes with the other.
+fused kernel agrees with them to rounding (tests/test_optim.py). Both keep the same state (integer step
+counts, the two moments), so either can take over from the other.
 """
 
 from __future__ import annotations
