@@ -72,13 +72,13 @@ class AdamW(torch.optim.Optimizer):
             lr, eps, amsgrad = group["lr"], group["eps"], group["amsgrad"]
             grads = [p.grad for p in params]
             states = [self._state_of(p, amsgrad) for p in params]
-            exp_avgs = [s["exp_avg"] for s in states]
-            exp_avg_sqs = [s["exp_avg_sq"] for s in states]
             for s in states:
                 s["step"] += 1
             if self.fused:
                 self._fused_step(group, params, grads, states)
                 continue
+            exp_avgs = [s["exp_avg"] for s in states]
+            exp_avg_sqs = [s["exp_avg_sq"] for s in states]
 
             if group["weight_decay"]:
                 torch._foreach_mul_(params, 1 - lr * group["weight_decay"])

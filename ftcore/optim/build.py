@@ -14,7 +14,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int) -> tup
 
     Parameters are grouped by (learning rate, weight decay): biases and LayerNorm are not decayed,
     ``optim.head_lr`` gives the classifier head its own rate and ``optim.lr_overrides`` any parameter
-    whose name matches; ``optim.fused`` picks the fused update. Each group remembers its ``base_lr``; :func:`set_learning_rates` scales it.
+    whose name matches; ``optim.fused`` picks the fused update. Each group remembers its ``base_lr``;
+    :func:`set_learning_rates` scales it.
     """
     overrides = dict(cfg.lr_overrides)
     if cfg.head_lr is not None:
